@@ -1,0 +1,46 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Everything is installed idempotently: a stamp file records each finished step.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+DEMO_OUT ?= demo-out
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint typecheck bench clean venv
+
+$(VENV)/bin/activate:
+	python3 -m venv $(VENV)
+
+.stamp-venv: $(VENV)/bin/activate pyproject.toml
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test,dicom]'
+	touch $@
+
+venv: .stamp-venv
+
+# Debian packages the tests use as independent readers (libvips-tools) and hosts (nginx, chromium).
+.stamp-apt:
+	@if command -v apt-get >/dev/null; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	  fi; \
+	fi
+	touch $@
+
+APT_PACKAGES := libvips-tools
+
+demo: .stamp-venv
+	$(PY) examples/demo.py --out $(DEMO_OUT)
+
+test: .stamp-venv .stamp-apt lint
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: .stamp-venv
+	$(VENV)/bin/ruff check composite tests examples
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(DEMO_OUT) .stamp-* test-artifacts

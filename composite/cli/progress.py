@@ -1,0 +1,33 @@
+"""Turns the library's progress callback into tqdm bars (one per stage), or into nothing."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tqdm import tqdm
+
+from ..progress import ProgressCallback, no_progress
+
+
+@contextmanager
+def progress_bar(*, quiet: bool = False, unit: str = "tile") -> Iterator[ProgressCallback]:
+    """Yield a callback drawing a bar on stderr; silent when ``quiet`` or stderr is not a terminal."""
+    if quiet or not sys.stderr.isatty():
+        yield no_progress
+        return
+    bars: dict[str, Any] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=False, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        yield report
+    finally:
+        for bar in bars.values():
+            bar.close()

@@ -1,0 +1,221 @@
+"""Encoding and decoding of tiles: the only module that imports imagecodecs.
+
+JPEG needs care (FORMATS.md §3.2, §3.5): a TIFF tile is often an *abbreviated* stream whose
+quantisation and Huffman tables live in the page's JPEGTables; and Aperio stores RGB (not YCbCr)
+JPEG whose component ids (0, 1, 2) and missing Adobe marker make every decoder assume YCbCr.
+So the TIFF Photometric tag, carried here as ``rgb=True``, decides the colour space, and a tile
+copied out as a standalone JPEG gets an Adobe APP14 marker with transform 0.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import imagecodecs
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import TileReadError
+
+Compression = Literal["jpeg", "jpeg2000", "lzw", "deflate", "none", "png", "other"]
+RGBArray = NDArray[np.uint8]
+
+SOI = b"\xff\xd8"
+EOI = b"\xff\xd9"
+# APP14 "Adobe", version 100, flags 0/0, transform 0: the samples are RGB, not YCbCr.
+ADOBE_RGB_SEGMENT = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
+_TABLE_MARKERS = {0xDB, 0xC4, 0xDD, 0xCC}  # DQT, DHT, DRI, DAC
+_SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+@dataclass(frozen=True, slots=True)
+class TileEncoding:
+    """How a level's stored tiles are encoded, enough to copy them into another container.
+
+    ``rgb`` is True when JPEG/J2K samples are RGB without a colour transform (Aperio's JPEG and
+    code 33005) and False when they are YCbCr. ``jpeg_tables`` holds the shared JPEGTables of
+    abbreviated JPEG tiles (None for complete streams). ``quality`` is the encoder quality when
+    known (for descriptions), else None.
+    """
+
+    compression: Compression
+    rgb: bool = False
+    jpeg_tables: bytes | None = None
+    quality: int | None = None
+
+
+def iter_jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """Yield (marker, start, end) of each marker segment before the scan data (SOS included)."""
+    if not data.startswith(SOI):
+        raise ValueError("not a JPEG stream (no SOI marker)")
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ValueError(f"JPEG marker expected at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            yield marker, pos, pos + 2
+            return
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        end = pos + 2 + length
+        yield marker, pos, end
+        if marker == 0xDA:  # SOS: entropy-coded data follows
+            return
+        pos = end
+
+
+def merge_jpeg_tables(tile: bytes, tables: bytes | None) -> bytes:
+    """Make an abbreviated TIFF JPEG tile a complete stream by inlining the JPEGTables."""
+    if not tables:
+        return tile
+    if not (tables.startswith(SOI) and tables.endswith(EOI) and tile.startswith(SOI)):
+        raise ValueError("JPEG tables or tile lack SOI/EOI markers")
+    return SOI + tables[2:-2] + tile[2:]
+
+
+def standalone_jpeg(tile: bytes, *, tables: bytes | None, rgb: bool) -> bytes:
+    """A JPEG file any decoder shows with the colours OpenSlide shows (FORMATS §3.5)."""
+    data = merge_jpeg_tables(tile, tables)
+    if rgb and not has_adobe_marker(data):
+        data = SOI + ADOBE_RGB_SEGMENT + data[2:]
+    return data
+
+
+def has_adobe_marker(data: bytes) -> bool:
+    return any(m == 0xEE and data[s + 4 : s + 9] == b"Adobe" for m, s, _ in iter_jpeg_segments(data))
+
+
+def split_jpeg_tables(data: bytes) -> tuple[bytes, bytes]:
+    """Split a complete JPEG into (tables, abbreviated tile without tables or APPn segments)."""
+    tables = [SOI]
+    rest = [SOI]
+    for marker, start, end in iter_jpeg_segments(data):
+        if marker in _TABLE_MARKERS:
+            tables.append(data[start:end])
+        elif 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            continue  # APPn and comments: colour space travels in the TIFF Photometric tag
+        elif marker == 0xDA:
+            rest.append(data[start:])
+            break
+        else:
+            rest.append(data[start:end])
+    tables.append(EOI)
+    return b"".join(tables), b"".join(rest)
+
+
+@dataclass(frozen=True, slots=True)
+class JpegInfo:
+    """What a JPEG stream says about itself: size, components, colour space, subsampling."""
+
+    width: int
+    height: int
+    components: int
+    rgb: bool
+    subsampling: tuple[int, int]
+
+
+def jpeg_info(data: bytes, *, tables: bytes | None = None) -> JpegInfo:
+    """Parse the frame header; ``rgb`` follows the Adobe marker or R,G,B component ids."""
+    adobe_transform: int | None = None
+    jfif = False
+    for marker, start, end in iter_jpeg_segments(data):
+        segment = data[start:end]
+        if marker == 0xEE and segment[4:9] == b"Adobe" and len(segment) >= 16:
+            adobe_transform = segment[15]
+        elif marker == 0xE0 and segment[4:8] == b"JFIF":
+            jfif = True
+        elif marker in _SOF_MARKERS:
+            height, width = struct.unpack(">HH", segment[5:9])
+            ncomp = segment[9]
+            ids = [segment[10 + 3 * i] for i in range(ncomp)]
+            sampling = segment[11]
+            if adobe_transform is not None:
+                rgb = adobe_transform == 0 and ncomp == 3
+            else:
+                rgb = not jfif and ids == [82, 71, 66]
+            return JpegInfo(width, height, ncomp, rgb, (sampling >> 4, sampling & 0x0F))
+    raise ValueError("JPEG stream has no frame header")
+
+
+def decode_jpeg(data: bytes, *, tables: bytes | None = None, rgb: bool | None = None) -> RGBArray:
+    """Decode a JPEG tile to RGB uint8; ``rgb`` forces the source colour space (None: guess)."""
+    colorspace = None if rgb is None else ("RGB" if rgb else "YCBCR")
+    try:
+        image = imagecodecs.jpeg8_decode(
+            data, tables=tables, colorspace=colorspace, outcolorspace="RGB" if rgb is not None else None
+        )
+    except Exception as err:  # imagecodecs raises its own error types per codec
+        raise TileReadError(f"JPEG decode failed: {err}") from err
+    return as_rgb(image)
+
+
+def encode_jpeg(pixels: RGBArray, *, quality: int, rgb: bool = False) -> bytes:
+    """Encode a complete baseline JPEG: YCbCr 4:2:0 (default) or RGB with an Adobe marker."""
+    if rgb:
+        data = bytes(imagecodecs.jpeg8_encode(pixels, level=quality, colorspace="RGB", outcolorspace="RGB"))
+        return data if has_adobe_marker(data) else SOI + ADOBE_RGB_SEGMENT + data[2:]
+    return bytes(imagecodecs.jpeg8_encode(pixels, level=quality, subsampling="420"))
+
+
+def decode_jpeg2000(data: bytes) -> RGBArray:
+    try:
+        return as_rgb(imagecodecs.jpeg2k_decode(data))
+    except Exception as err:
+        raise TileReadError(f"JPEG 2000 decode failed: {err}") from err
+
+
+def encode_jpeg2000(pixels: RGBArray, *, quality: int) -> bytes:
+    """Encode a raw J2K codestream (what Aperio's TIFF codes 33003/33005 hold)."""
+    # imagecodecs' level is a PSNR target for lossy J2K; map 0..100 quality onto 30..50 dB.
+    psnr = 30 + 20 * max(0, min(quality, 100)) // 100
+    return bytes(imagecodecs.jpeg2k_encode(pixels, level=psnr, codecformat="J2K"))
+
+
+def decode_lzw(data: bytes) -> bytes:
+    return bytes(imagecodecs.lzw_decode(data))
+
+
+def encode_lzw(data: bytes) -> bytes:
+    return bytes(imagecodecs.lzw_encode(data))
+
+
+def decode_image(data: bytes) -> RGBArray:
+    """Decode a complete image file in memory (JPEG, PNG, ...) to RGB uint8."""
+    try:
+        return as_rgb(imagecodecs.imread(data))
+    except Exception as err:
+        raise TileReadError(f"image decode failed: {err}") from err
+
+
+def encode_png(pixels: RGBArray) -> bytes:
+    return bytes(imagecodecs.png_encode(pixels))
+
+
+def as_rgb(image: NDArray[np.generic]) -> RGBArray:
+    """Return an (h, w, 3) uint8 array: grey is repeated, alpha dropped, 16-bit scaled."""
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        if array.dtype == np.uint16:
+            array = (array >> 8).astype(np.uint8)
+        elif array.dtype == np.bool_:
+            array = array.astype(np.uint8) * 255
+        else:
+            raise TileReadError(f"unsupported sample type {array.dtype}")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise TileReadError(f"unsupported image shape {array.shape}")
+    channels = array.shape[2]
+    if channels == 1:
+        array = np.repeat(array, 3, axis=2)
+    elif channels == 2:
+        array = np.repeat(array[:, :, :1], 3, axis=2)
+    elif channels > 3:
+        array = array[:, :, :3]
+    return np.ascontiguousarray(array)

@@ -1,0 +1,242 @@
+"""Reader for Aperio SVS and generic (pyramidal) TIFF, through tifffile.
+
+Levels are tifffile's: the SVS ``Baseline`` series with its main-chain pyramid pages, or the
+first series of a generic TIFF with reduced-resolution pages or SubIFD levels. Tile bytes are
+read with ``os.pread`` at the offsets tifffile parsed (thread-safe, no pixel data is touched while
+opening). JPEG tiles are decoded here with the colour space the Photometric tag says (Aperio RGB
+vs YCbCr, FORMATS §3.2); other codecs go through tifffile's own ``TiffPage.decode``.
+
+Associated images: SVS ``thumbnail``, ``label`` and ``macro`` (tifffile's series of those names).
+Not supported: planar-separate (PlanarConfiguration 2) multi-sample images, images with more than
+one sample per pixel beyond RGB(A), volumetric (ImageDepth) tiles, and non-8/16-bit samples.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from tifffile.tifffile import svs_description_metadata
+
+from .. import codecs
+from ..codecs import Compression, RGBArray, TileEncoding
+from ..errors import FormatError, TileReadError, UnsupportedFormatError
+from ..geometry import TileGrid
+from ..model import AssociatedImage, Level, Slide
+
+NAME = "tiff"
+TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+APERIO_ASSOCIATED = {"Thumbnail": "thumbnail", "Label": "label", "Macro": "macro"}
+_COMPRESSIONS: dict[int, Compression] = {
+    1: "none",
+    5: "lzw",
+    7: "jpeg",
+    8: "deflate",
+    32946: "deflate",
+    33003: "jpeg2000",
+    33005: "jpeg2000",
+    34712: "jpeg2000",
+    50000: "other",  # zstd
+    50001: "other",  # webp
+}
+_TIFF_TAG_PROPERTIES = ("ImageDescription", "Make", "Model", "Software", "DateTime", "Artist", "Copyright")
+
+
+def sniff(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as fh:
+        return fh.read(4) in TIFF_MAGICS
+
+
+class TiffTileReader:
+    """Tiles (or strips, as full-width tiles) of one TIFF page."""
+
+    def __init__(self, fd: int, page: tifffile.TiffPage, path: Path) -> None:
+        self._fd = fd
+        self._page = page
+        self._path = path
+        self._offsets = page.dataoffsets
+        self._counts = page.databytecounts
+        self._cols = -(-page.imagewidth // page.tilewidth) if page.is_tiled else 1
+        self._rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
+        compression = _COMPRESSIONS.get(int(page.compression), "other")
+        if int(page.compression) == 33003:
+            self._rgb = False
+        elif int(page.compression) == 33005:
+            self._rgb = True
+        self._encoding = TileEncoding(compression, rgb=self._rgb, jpeg_tables=page.jpegtables)
+
+    @property
+    def encoding(self) -> TileEncoding:
+        return self._encoding
+
+    def _index(self, col: int, row: int) -> int:
+        return row * self._cols + col
+
+    def read_encoded(self, col: int, row: int) -> bytes | None:
+        index = self._index(col, row)
+        count = int(self._counts[index])
+        if count == 0:
+            return None
+        data = os.pread(self._fd, count, int(self._offsets[index]))
+        if len(data) != count:
+            raise TileReadError(f"{self._path}: tile ({col}, {row}) is cut short (file truncated)")
+        return data
+
+    def read_tile(self, col: int, row: int) -> RGBArray | None:
+        data = self.read_encoded(col, row)
+        if data is None:
+            return None
+        try:
+            if self._encoding.compression == "jpeg":
+                return codecs.decode_jpeg(data, tables=self._encoding.jpeg_tables, rgb=self._rgb)
+            segment, _, _ = self._page.decode(data, self._index(col, row), jpegtables=self._page.jpegtables)
+        except TileReadError as err:
+            raise TileReadError(f"{self._path}: tile ({col}, {row}): {err}") from err
+        except Exception as err:  # tifffile/imagecodecs raise many types for damaged data
+            raise TileReadError(f"{self._path}: tile ({col}, {row}) cannot be decoded: {err}") from err
+        if segment is None:
+            return None
+        return codecs.as_rgb(np.asarray(segment).reshape(segment.shape[-3:]))
+
+
+def _grid(page: tifffile.TiffPage) -> TileGrid:
+    if page.is_tiled:
+        return TileGrid(page.imagewidth, page.imagelength, page.tilewidth, page.tilelength)
+    rows_per_strip = min(int(page.rowsperstrip or page.imagelength), page.imagelength)
+    return TileGrid(page.imagewidth, page.imagelength, page.imagewidth, rows_per_strip)
+
+
+def _check_page(page: tifffile.TiffPage, path: Path) -> None:
+    if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
+        raise FormatError(f"{path}: planar-separate TIFF samples are not supported")
+    if page.imagedepth > 1:
+        raise FormatError(f"{path}: volumetric TIFF tiles are not supported")
+    if int(page.compression) not in _COMPRESSIONS:
+        raise FormatError(f"{path}: unsupported TIFF compression {int(page.compression)}")
+    if page.bitspersample not in (1, 8, 16):
+        raise FormatError(f"{path}: {page.bitspersample}-bit samples are not supported")
+
+
+def _associated(page: tifffile.TiffPage, name: str) -> AssociatedImage:
+    def load() -> RGBArray:
+        try:
+            return codecs.as_rgb(page.asarray())
+        except Exception as err:
+            raise TileReadError(f"{page.parent.filename}: {name} image cannot be decoded: {err}") from err
+
+    encoded = None
+    if len(page.dataoffsets) == 1 and int(page.compression) == 7:
+
+        def encoded_bytes() -> tuple[bytes, TileEncoding]:
+            fh = page.parent.filehandle
+            fh.seek(page.dataoffsets[0])
+            rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
+            return fh.read(page.databytecounts[0]), TileEncoding("jpeg", rgb=rgb, jpeg_tables=page.jpegtables)
+
+        encoded = encoded_bytes
+    return AssociatedImage(name, page.imagewidth, page.imagelength, load, encoded)
+
+
+def _mpp_from_resolution(page: tifffile.TiffPage) -> tuple[float, float] | None:
+    unit = page.tags.get("ResolutionUnit")
+    microns_per_unit = {2: 25_400.0, 3: 10_000.0}.get(int(unit.value) if unit else 2)
+    xres = page.tags.get("XResolution")
+    yres = page.tags.get("YResolution")
+    if microns_per_unit is None or xres is None or yres is None:
+        return None
+    try:
+        x = xres.value[0] / xres.value[1]
+        y = yres.value[0] / yres.value[1]
+    except (TypeError, ZeroDivisionError, IndexError):
+        return None
+    if x <= 0 or y <= 0:
+        return None
+    return microns_per_unit / x, microns_per_unit / y
+
+
+def _properties(page: tifffile.TiffPage, aperio: dict[str, Any]) -> dict[str, str]:
+    properties: dict[str, str] = {}
+    for name in _TIFF_TAG_PROPERTIES:
+        tag = page.tags.get(name)
+        if tag is not None and isinstance(tag.value, str):
+            properties[f"tiff.{name}"] = tag.value
+    for key, value in aperio.items():
+        properties[f"aperio.{key}"] = str(value)
+    return properties
+
+
+def open_slide(path: Path) -> Slide:
+    try:
+        tif = tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as err:
+        raise UnsupportedFormatError(f"{path}: not a readable TIFF ({err})") from err
+    try:
+        return _open(tif, path)
+    except BaseException:
+        tif.close()
+        raise
+
+
+def _open(tif: tifffile.TiffFile, path: Path) -> Slide:
+    if not tif.series:
+        raise UnsupportedFormatError(f"{path}: TIFF has no images")
+    series = tif.series[0]
+    pages = [lvl.keyframe for lvl in series.levels]
+    if not pages or any(p is None for p in pages):
+        raise UnsupportedFormatError(f"{path}: TIFF has no readable image page")
+    for page in pages:
+        _check_page(page, path)
+    fd = os.open(path, os.O_RDONLY)
+    base_w, base_h = pages[0].imagewidth, pages[0].imagelength
+    levels = [
+        Level(_grid(p), (base_w / p.imagewidth + base_h / p.imagelength) / 2, TiffTileReader(fd, p, path))
+        for p in pages
+    ]
+    is_svs = bool(tif.is_svs)
+    description = pages[0].description or None
+    aperio: dict[str, Any] = {}
+    if is_svs and description:
+        try:
+            aperio = svs_description_metadata(description)
+        except ValueError:
+            aperio = {}
+    aperio.pop("Header", None)
+    mpp = None
+    if isinstance(aperio.get("MPP"), (int, float)) and aperio["MPP"] > 0:
+        mpp = (float(aperio["MPP"]), float(aperio["MPP"]))
+    elif not is_svs:
+        mpp = _mpp_from_resolution(pages[0])
+    magnification = float(aperio["AppMag"]) if isinstance(aperio.get("AppMag"), (int, float)) else None
+    associated = {}
+    if is_svs:
+        for other in tif.series[1:]:
+            name = APERIO_ASSOCIATED.get(other.name)
+            if name and other.keyframe is not None:
+                associated[name] = _associated(other.keyframe, name)
+    properties = _properties(pages[0], aperio)
+    properties["openslide.vendor"] = "aperio" if is_svs else "generic-tiff"
+    if mpp:
+        properties["openslide.mpp-x"], properties["openslide.mpp-y"] = (repr(mpp[0]), repr(mpp[1]))
+    if magnification is not None:
+        properties["openslide.objective-power"] = f"{magnification:g}"
+
+    def close() -> None:
+        os.close(fd)
+        tif.close()
+
+    return Slide(
+        format="svs" if is_svs else "tiff",
+        path=path,
+        levels=levels,
+        properties=properties,
+        mpp=mpp,
+        magnification=magnification,
+        associated=associated,
+        description=description,
+        closers=[close],
+    )

@@ -1,0 +1,54 @@
+"""Which format a path is, decided by content (magic bytes, INI files), and opening it.
+
+Formats are modules under ``composite.formats`` with ``NAME``, ``sniff(path) -> bool`` and
+``open_slide(path) -> Slide``; the first in ``FORMAT_MODULES`` whose sniff says yes opens the
+path. Order matters: DICOM files may also be TIFF (dual-personality), so DICOM comes first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from .errors import CompositeError, SlideNotFoundError, UnsupportedFormatError
+from .model import Slide
+
+FORMAT_MODULES = (
+    "composite.formats.tiff",
+    "composite.formats.image",
+)
+
+
+def format_modules() -> list[ModuleType]:
+    return [importlib.import_module(name) for name in FORMAT_MODULES]
+
+
+def detect_format(path: str | Path) -> ModuleType:
+    """The format module that reads ``path``; raises when none does."""
+    path = Path(path)
+    if not path.exists():
+        raise SlideNotFoundError(f"{path}: no such file or directory")
+    for module in format_modules():
+        try:
+            if module.sniff(path):
+                return module
+        except OSError as err:
+            raise UnsupportedFormatError(f"{path}: cannot be read ({err.strerror or err})") from err
+    what = "directory with no slide in it" if path.is_dir() else "file of no format composite reads"
+    if path.is_file() and path.stat().st_size == 0:
+        what = "empty file"
+    raise UnsupportedFormatError(f"{path}: {what}")
+
+
+def open_slide(path: str | Path) -> Slide:
+    """Open any slide composite reads: SVS, pyramidal TIFF, plain images, and the formats added."""
+    path = Path(path)
+    module = detect_format(path)
+    try:
+        slide: Slide = module.open_slide(path)
+    except CompositeError:
+        raise
+    except (ValueError, OSError, KeyError, IndexError) as err:
+        raise UnsupportedFormatError(f"{path}: cannot be opened as {module.NAME} ({err})") from err
+    return slide
