@@ -219,3 +219,14 @@ def as_rgb(image: NDArray[np.generic]) -> RGBArray:
     elif channels > 3:
         array = array[:, :, :3]
     return np.ascontiguousarray(array)
+
+
+def pack_pixels(pixels: RGBArray) -> bytes:
+    """Lossless, fast compression of a pixel array for temporary storage (zstd, level 1)."""
+    return bytes(imagecodecs.zstd_encode(np.ascontiguousarray(pixels).tobytes(), level=1))
+
+
+def unpack_pixels(data: bytes, shape: tuple[int, int]) -> RGBArray:
+    """The (height, width, 3) array :func:`pack_pixels` stored."""
+    pixels: RGBArray = np.frombuffer(bytearray(imagecodecs.zstd_decode(data)), np.uint8).reshape(*shape, 3)
+    return pixels

@@ -1,0 +1,136 @@
+"""What every writer shares: its options, the report it returns, and atomic output paths.
+
+These types live below ``composite.convert`` so that format modules (which must not import
+``convert``) can use them; ``composite.convert`` re-exports them, so users import from there.
+
+A writer has the shape ``write(slide, dst, *, options, progress) -> ConversionReport`` and is
+registered by name in ``composite.convert.WRITERS``. It writes to a temporary name beside ``dst``
+(:func:`atomic_output`) and renames at the end, so an interrupted run leaves nothing at ``dst``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import OutputExistsError
+
+Method = Literal["copy", "reencode", "downsample"]
+COMPRESSIONS = ("jpeg", "jpeg2000", "lzw", "none")
+DEFAULT_JPEG_QUALITY = 90  # PSNR >= 38 dB on H&E-like content, both RGB and YCbCr 4:2:0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteOptions:
+    """How to write a slide; every field has a default that does the right thing.
+
+    ``tile_size`` None keeps the source level-0 tile size where it can be kept (so tiles can be
+    byte-copied), else the writer's default. ``compression`` None keeps the source codec when
+    copyable, else JPEG. ``quality`` None is the writer's default (:data:`DEFAULT_JPEG_QUALITY`).
+    ``extra`` holds format-specific options (``bigtiff``, ``ome``, ``piece_size``, ...).
+    """
+
+    tile_size: tuple[int, int] | None = None
+    compression: str | None = None
+    quality: int | None = None
+    workers: int | None = None
+    overwrite: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.compression is not None and self.compression not in COMPRESSIONS:
+            raise ValueError(f"unknown compression {self.compression!r} (expected one of {', '.join(COMPRESSIONS)})")
+        if self.quality is not None and not 1 <= self.quality <= 100:
+            raise ValueError(f"quality must be 1..100, got {self.quality}")
+        if self.tile_size is not None and (self.tile_size[0] < 1 or self.tile_size[1] < 1):
+            raise ValueError(f"tile size must be positive, got {self.tile_size[0]}x{self.tile_size[1]}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+
+
+@dataclass
+class LevelReport:
+    """One written level and how its tiles were made.
+
+    ``method``: ``"copy"`` (stored bytes copied), ``"reencode"`` (decoded and encoded again) or
+    ``"downsample"`` (computed from the level above). ``copied_tiles`` counts tiles that went the
+    copy path in a ``"copy"`` level (a damaged or short edge tile is re-encoded and not counted).
+    """
+
+    index: int
+    width: int
+    height: int
+    downsample: float
+    method: Method
+    tile_width: int = 0
+    tile_height: int = 0
+    compression: str = ""
+    copied_tiles: int = 0
+
+
+@dataclass
+class ConversionReport:
+    """What a writer produced: the destination, its format, its levels and associated images."""
+
+    destination: Path
+    format: str
+    levels: list[LevelReport]
+    associated: list[str]
+
+    def summary(self) -> list[str]:
+        """One line per level, the way the CLI prints it."""
+        lines = []
+        for level in self.levels:
+            tiles = f"  tiles {level.tile_width}x{level.tile_height}" if level.tile_width else ""
+            codec = f"  {level.compression}" if level.compression else ""
+            lines.append(
+                f"level {level.index}: {level.width} x {level.height}  downsample {level.downsample:g}"
+                f"{tiles}{codec}  {level.method}"
+            )
+        return lines
+
+
+Writer = Callable[..., ConversionReport]
+
+
+def check_destination(dst: Path, *, overwrite: bool) -> None:
+    """Raise :class:`OutputExistsError` when ``dst`` exists and overwriting was not asked for."""
+    if (dst.exists() or dst.is_symlink()) and not overwrite:
+        raise OutputExistsError(f"{dst}: already exists (use --overwrite to replace it)")
+
+
+@contextlib.contextmanager
+def atomic_output(dst: Path, *, overwrite: bool, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``dst``; on success it replaces ``dst``, on failure it goes.
+
+    The temporary name starts with a dot and ends with ``.partial`` so nothing looks complete
+    while the writer runs, and a killed process leaves only that hidden name behind (never a file
+    at ``dst``). With ``directory=True`` the temporary path is a fresh directory.
+    """
+    check_destination(dst, overwrite=overwrite)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.partial")
+    if directory:
+        tmp.mkdir()
+    try:
+        yield tmp
+        if dst.is_dir() and not dst.is_symlink():
+            # os.replace cannot replace a directory: move the old one away first, then drop it.
+            old = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.old")
+            os.replace(dst, old)
+            os.replace(tmp, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dst)
+    finally:
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+

@@ -1,0 +1,248 @@
+"""The streaming tile pipeline every writer uses: copy stored tiles or re-tile and encode them.
+
+:func:`encoded_tiles` turns one source :class:`~composite.model.Level` into the encoded tiles of a
+target :class:`~composite.geometry.TileGrid` of the same size, row-major:
+
+- **copy**: when the grids coincide and the source codec is the target codec, the stored bytes
+  are passed through untouched (:func:`is_copyable`). A tile that cannot be copied safely (a
+  short JPEG edge tile, which OpenSlide rejects; a JP2-boxed J2K; a missing tile) is re-encoded
+  on its own, so the level stays readable.
+- **re-encode**: otherwise the source is read one target row at a time through a
+  :class:`BandCache` (each source tile decoded once, even when target tiles straddle it), and the
+  target tiles are encoded on a thread pool (imagecodecs releases the GIL). Edge tiles are
+  full-size, padded by repeating the last row/column (invisible, and it avoids JPEG ringing).
+
+Memory is bounded by about two target tile rows plus the source tile rows they overlap.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import codecs
+from .codecs import RGBArray, TileEncoding
+from .geometry import Box, TileGrid
+from .model import Level
+from .progress import ProgressCallback, no_progress
+
+_J2K_START = b"\xff\x4f\xff\x51"  # SOC then SIZ: a raw codestream, not a JP2 box file
+COPYABLE = ("jpeg", "jpeg2000")
+
+
+@dataclass(frozen=True)
+class EncodedTile:
+    """Tile (col, row) of a target grid, encoded; ``encoding.jpeg_tables`` set => abbreviated JPEG.
+
+    ``copied`` is True when ``data`` are the source's stored bytes.
+    """
+
+    col: int
+    row: int
+    data: bytes
+    encoding: TileEncoding
+    copied: bool = False
+
+
+def default_workers(workers: int | None) -> int:
+    return max(1, workers if workers is not None else (os.cpu_count() or 1))
+
+
+def output_encoding(compression: str, *, quality: int, rgb: bool) -> TileEncoding:
+    """The encoding :func:`encode_tile` produces (complete JPEG streams, raw J2K codestreams)."""
+    if compression == "jpeg":
+        return TileEncoding("jpeg", rgb=rgb, quality=quality)
+    if compression == "jpeg2000":
+        return TileEncoding("jpeg2000", rgb=True, quality=quality)  # RGB samples: TIFF code 33005
+    if compression == "lzw":
+        return TileEncoding("lzw", rgb=True)
+    if compression == "none":
+        return TileEncoding("none", rgb=True)
+    raise ValueError(f"cannot encode tiles as {compression!r}")
+
+
+def encode_tile(pixels: RGBArray, *, compression: str, quality: int, rgb: bool = False) -> bytes:
+    """Encode one full-size RGB tile: a complete JPEG, a raw J2K codestream, LZW or raw bytes.
+
+    LZW and ``none`` hold contiguous RGB samples without a predictor.
+    """
+    pixels = np.ascontiguousarray(pixels)
+    if compression == "jpeg":
+        return codecs.encode_jpeg(pixels, quality=quality, rgb=rgb)
+    if compression == "jpeg2000":
+        return codecs.encode_jpeg2000(pixels, quality=quality)
+    if compression == "lzw":
+        return codecs.encode_lzw(pixels.tobytes())
+    if compression == "none":
+        return pixels.tobytes()
+    raise ValueError(f"cannot encode tiles as {compression!r}")
+
+
+def pad_tile(pixels: RGBArray, width: int, height: int) -> RGBArray:
+    """``pixels`` grown to ``width`` x ``height`` by repeating its last column and row."""
+    pad_h = height - pixels.shape[0]
+    pad_w = width - pixels.shape[1]
+    if pad_h <= 0 and pad_w <= 0:
+        return pixels
+    padded: RGBArray = np.pad(pixels, ((0, max(pad_h, 0)), (0, max(pad_w, 0)), (0, 0)), mode="edge")
+    return padded
+
+
+def is_copyable(source: Level, target: TileGrid, compression: str) -> bool:
+    """True when ``source``'s stored tiles can be copied as the tiles of ``target``.
+
+    Needs the same grid (size and tile size), the same codec, and a codec whose bytes mean the same
+    in the target container: JPEG, or J2K with RGB samples (Aperio 33005).
+    """
+    encoding = source.encoding
+    if encoding is None or compression not in COPYABLE or encoding.compression != compression:
+        return False
+    if compression == "jpeg2000" and not encoding.rgb:
+        return False  # 33003 YCbCr J2K: a re-encoded fallback tile could not match it
+    return source.grid == target
+
+
+class BandCache:
+    """Decoded tiles of a level, kept only while a row-major traversal may still need them.
+
+    :meth:`region` may be called with boxes that move down the level (never up by more than
+    the box in use): tiles entirely above the newest box's top are dropped, so memory holds the
+    source tile rows the current band overlaps, and no tile is decoded twice.
+    """
+
+    def __init__(self, level: Level, *, pool: ThreadPoolExecutor | None = None) -> None:
+        self.level = level
+        self._pool = pool
+        self._tiles: dict[tuple[int, int], RGBArray] = {}
+        self.decoded = 0  # tiles decoded so far (tests check nothing is decoded twice)
+
+    def ensure(self, box: Box) -> None:
+        """Decode (in parallel when a pool was given) every tile overlapping ``box`` not yet held."""
+        grid = self.level.grid
+        top = box.y
+        for key in [k for k in self._tiles if grid.tile_box(*k).bottom <= top]:
+            del self._tiles[key]
+        missing = [k for k in grid.tiles_overlapping(box) if k not in self._tiles]
+        if not missing:
+            return
+        if self._pool is not None and len(missing) > 1:
+            tiles = list(self._pool.map(lambda k: self.level.read_tile(*k), missing))
+        else:
+            tiles = [self.level.read_tile(*k) for k in missing]
+        self._tiles.update(zip(missing, tiles, strict=True))
+        self.decoded += len(missing)
+
+    def region(self, x: int, y: int, width: int, height: int) -> RGBArray:
+        """Pixels of the box, from cached tiles (decoding what is missing); white outside."""
+        want = Box(x, y, width, height)
+        self.ensure(want)
+        out = np.full((height, width, 3), 255, np.uint8)
+        grid = self.level.grid
+        for key in grid.tiles_overlapping(want):
+            tile_box = grid.tile_box(*key)
+            part = tile_box.intersection(want)
+            if part is None:
+                continue
+            tile = self._tiles[key]
+            out[part.y - y : part.bottom - y, part.x - x : part.right - x] = tile[
+                part.y - tile_box.y : part.bottom - tile_box.y, part.x - tile_box.x : part.right - tile_box.x
+            ]
+        return out
+
+
+def j2k_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a raw J2K codestream's SIZ marker, None when not a raw codestream."""
+    if not data.startswith(_J2K_START) or len(data) < 24:
+        return None
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">IIII", data[8:24])
+    return xsiz - xosiz, ysiz - yosiz
+
+
+def _copy_ok(data: bytes, encoding: TileEncoding, grid: TileGrid) -> bool:
+    """Whether a stored tile is safe to copy: full tile size, three components, raw J2K."""
+    if encoding.compression == "jpeg":
+        try:
+            info = codecs.jpeg_info(data)
+        except (ValueError, struct.error):
+            return False
+        return info.components == 3 and (info.width, info.height) == (grid.tile_width, grid.tile_height)
+    return j2k_size(data) == (grid.tile_width, grid.tile_height)
+
+
+def encoded_tiles(
+    source: Level,
+    target: TileGrid,
+    *,
+    compression: str,
+    quality: int,
+    rgb: bool = False,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+    stage: str = "",
+) -> Iterator[EncodedTile]:
+    """Every tile of ``target`` (same size as ``source``), row-major, encoded or copied.
+
+    ``rgb`` chooses RGB JPEG (Aperio's way, Adobe marker) over YCbCr 4:2:0 for re-encoded tiles;
+    copied tiles keep the source's encoding, which their :class:`EncodedTile` carries.
+    """
+    if (target.width, target.height) != source.dimensions:
+        raise ValueError(f"target grid {target.width}x{target.height} differs from level {source.dimensions}")
+    report = progress or no_progress
+    pool = ThreadPoolExecutor(default_workers(workers), thread_name_prefix="composite-tiles")
+    try:
+        if is_copyable(source, target, compression):
+            tiles = _copied(source, target, quality=quality, pool=pool)
+        else:
+            tiles = _reencoded(source, target, compression=compression, quality=quality, rgb=rgb, pool=pool)
+        total = target.tile_count
+        for done, tile in enumerate(tiles, 1):
+            yield tile
+            report(stage, done, total)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _copied(source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolExecutor) -> Iterator[EncodedTile]:
+    encoding = source.encoding
+    assert encoding is not None
+    fallback = output_encoding(encoding.compression, quality=quality, rgb=encoding.rgb)
+    for col, row in target.indices():
+        data = source.read_encoded_tile(col, row)
+        if data is not None and _copy_ok(data, encoding, target):
+            yield EncodedTile(col, row, data, encoding, copied=True)
+            continue
+        pixels = pad_tile(source.read_tile(col, row), target.tile_width, target.tile_height)
+        data = encode_tile(pixels, compression=fallback.compression, quality=quality, rgb=fallback.rgb)
+        yield EncodedTile(col, row, data, fallback)
+
+
+def _reencoded(
+    source: Level, target: TileGrid, *, compression: str, quality: int, rgb: bool, pool: ThreadPoolExecutor
+) -> Iterator[EncodedTile]:
+    encoding = output_encoding(compression, quality=quality, rgb=rgb)
+    band = BandCache(source, pool=pool)
+    tw, th = target.tile_width, target.tile_height
+
+    def encode(col: int, row: int, pixels: RGBArray) -> EncodedTile:
+        data = encode_tile(pad_tile(pixels, tw, th), compression=compression, quality=quality, rgb=encoding.rgb)
+        return EncodedTile(col, row, data, encoding)
+
+    # One row is being encoded while the next is decoded: at most two rows of tiles in flight.
+    pending: deque[Future[EncodedTile]] = deque()
+    for row in range(target.rows):
+        y = row * th
+        height = min(th, target.height - y)
+        band.ensure(Box(0, y, target.width, height))
+        for col in range(target.cols):
+            box = target.tile_box(col, row)
+            pending.append(pool.submit(encode, col, row, band.region(box.x, box.y, box.width, box.height)))
+        while len(pending) > target.cols:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
