@@ -41,8 +41,8 @@ __all__ = [
 ]
 
 WRITERS: dict[str, str] = {
-    "svs": "composite.formats.svs_write:write",
-    "tiff": "composite.formats.svs_write:write_tiff",
+    "svs": "composite.formats.tiffwrite:write_svs",
+    "tiff": "composite.formats.tiffwrite:write_tiff",
 }
 _EXTENSIONS = {".svs": "svs", ".tif": "tiff", ".tiff": "tiff", ".aci": "aci"}
 

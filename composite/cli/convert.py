@@ -1,0 +1,88 @@
+"""``wsi-composite convert SRC DST``: write a slide as SVS, pyramidal TIFF, CWS or ACI.
+
+Prints the destination and one line per level saying how it was made (copy, reencode or
+downsample); progress bars go to stderr unless ``--quiet``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from ..convert import COMPRESSIONS, WRITERS, WriteOptions, convert
+from .progress import progress_bar
+
+
+def tile_size(text: str) -> tuple[int, int]:
+    """``N`` or ``WxH`` as (width, height)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*]\s*(\d+))?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected N or WxH, got {text!r}")
+    width = int(match.group(1))
+    height = int(match.group(2) or width)
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"tile size must be positive, got {text!r}")
+    return width, height
+
+
+def _quality(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer 1..100, got {text!r}") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"quality must be 1..100, got {value}")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"workers must be at least 1, got {value}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "convert",
+        help="convert a slide to SVS, pyramidal TIFF, CWS or ACI",
+        description="Convert a slide, copying tiles where source and target tiles coincide.",
+    )
+    parser.add_argument("source", help="slide file or directory to read")
+    parser.add_argument("destination", help="output path: .svs, .tif/.tiff, .aci, or a directory for CWS")
+    parser.add_argument("--to", metavar="|".join(WRITERS), help="output format (default: from DST's extension)")
+    parser.add_argument("--tile-size", type=tile_size, metavar="N|WxH", help="tile size (default: keep the source's)")
+    parser.add_argument("--compression", choices=COMPRESSIONS, help="tile codec (default: keep the source's, else jpeg)")
+    parser.add_argument("--quality", type=_quality, metavar="Q", help="JPEG / JPEG 2000 quality 1..100 (default 90)")
+    parser.add_argument("--bigtiff", choices=("auto", "yes", "no"), default="auto", help="BigTIFF (default: auto)")
+    parser.add_argument("--ome", action="store_true", help="OME-TIFF with SubIFD levels (TIFF output)")
+    parser.add_argument("--workers", type=_workers, metavar="N", help="threads for decoding/encoding (default: all cores)")
+    parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    extra: dict[str, Any] = {"bigtiff": args.bigtiff}
+    if args.ome:
+        extra["ome"] = True
+    options = WriteOptions(
+        tile_size=args.tile_size,
+        compression=args.compression,
+        quality=args.quality,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        extra=extra,
+    )
+    with progress_bar(quiet=args.quiet) as progress:
+        report = convert(args.source, args.destination, to=args.to, options=options, progress=progress)
+    print(f"{report.destination}  [{report.format}]")
+    for line in report.summary():
+        print(f"  {line}")
+    if report.associated:
+        print(f"  associated: {', '.join(report.associated)}")
+    return 0

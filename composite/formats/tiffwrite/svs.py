@@ -1,0 +1,130 @@
+"""Aperio SVS writer: the layout OpenSlide, tifffile, Bio-Formats and ImageScope read (FORMATS §3.1).
+
+One IFD chain, no SubIFDs: level 0 (tiled, NewSubfileType 0, the Aperio description with AppMag,
+MPP and the source's other Aperio fields), the thumbnail (stripped, JPEG, smaller than the
+smallest level), the lower levels (tiled, same tile size and codec, NewSubfileType 0 - the
+reduced-resolution bit would make tifffile lose them), the label (stripped LZW, NewSubfileType
+1) and the macro (stripped JPEG, NewSubfileType 9), each only when the source has one.
+``metadata=None`` on every write, or tifffile adds a second ImageDescription that hides the
+Aperio one from OpenSlide. JPEG 2000 is written as Aperio code 33005 (RGB J2K codestreams),
+never 34712, which OpenSlide rejects.
+
+Not supported: focal planes (only the nominal plane is written), YCbCr J2K (33003), LZW with a
+predictor.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import tifffile
+
+from ... import __version__
+from ...model import Slide
+from ...output import ConversionReport, LevelReport, WriteOptions, atomic_output
+from ...progress import ProgressCallback, no_progress
+from ...pyramid import close_levels
+from .common import LevelChunks, Plan, build_lower_levels, make_plan, thumbnail, write_level
+
+APERIO_HEADER = "Aperio Image Library v12.0.15"  # readers key on "Aperio Image"; the version is nominal
+SOFTWARE = f"composite {__version__}"
+_OWN_FIELDS = {"AppMag", "MPP"}
+_TOO_LARGE = "too large for non-BigTIFF"
+
+
+def aperio_fields(slide: Slide) -> str:
+    """``|AppMag = ..|MPP = ..|key = value...``: standard fields first, then the source's others."""
+    fields = []
+    if slide.magnification is not None:
+        fields.append(f"AppMag = {slide.magnification:g}")
+    if slide.mpp is not None:
+        fields.append(f"MPP = {slide.mpp[0]!r}")
+    for key, value in slide.properties.items():
+        name = key.removeprefix("aperio.")
+        if key.startswith("aperio.") and name not in _OWN_FIELDS and name and "=" not in name:
+            fields.append(f"{_clean(name)} = {_clean(value)}")
+    return "".join(f"|{field}" for field in fields)
+
+
+def _clean(text: str) -> str:
+    """A value that cannot break the description's ``|`` and line structure."""
+    return re.sub(r"[|\r\n]+", " ", str(text)).strip()
+
+
+def write_svs(
+    slide: Slide, dst: Path, *, options: WriteOptions, progress: ProgressCallback = no_progress
+) -> ConversionReport:
+    """Write ``slide`` as an Aperio SVS at ``dst`` (temporary name, renamed when complete)."""
+    dst = Path(dst)
+    plan = make_plan(slide, options, default_tile=240, spool_dir=dst.parent)
+    try:
+        with atomic_output(dst, overwrite=options.overwrite) as tmp:
+            try:
+                report = _write(slide, tmp, plan, progress)
+            except ValueError as err:
+                if _TOO_LARGE not in str(err) or options.extra.get("bigtiff", "auto") != "auto":
+                    raise
+                plan.bigtiff = True  # the estimate was too low: start again as BigTIFF
+                report = _write(slide, tmp, plan, progress)
+        report.destination = dst
+        return report
+    finally:
+        close_levels(plan.levels)
+
+
+def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback) -> ConversionReport:
+    width, height = slide.dimensions
+    tw_, th_ = plan.tile
+    head = f"{APERIO_HEADER}\r\n{width}x{height} [0,0 {width}x{height}] ({tw_}x{th_})"
+    fields = aperio_fields(slide)
+
+    def quality(chunks: LevelChunks) -> str:
+        q = chunks.quality or (plan.quality if plan.compression in ("jpeg", "jpeg2000") else None)
+        return f" Q={q}" if q else ""
+
+    reports: list[LevelReport] = []
+    associated: list[str] = []
+    with tifffile.TiffWriter(path, bigtiff=plan.bigtiff) as tw:
+        for index, level in enumerate(plan.levels):
+
+            def describe(chunks: LevelChunks, index: int = index, size: str = f"{level.width}x{level.height}") -> str:
+                if index == 0:
+                    return f"{head} {chunks.codec}{quality(chunks)}{fields}"
+                return f"{head} -> {size} {chunks.codec}{quality(chunks)}"
+
+            reports.append(
+                write_level(tw, plan, index, progress=progress, describe=describe, subfiletype=0, software=SOFTWARE)
+            )
+            if index == 0:
+                build_lower_levels(plan, progress)
+                thumb = thumbnail(plan)
+                tw.write(
+                    thumb,
+                    description=f"{APERIO_HEADER}\r\n{width}x{height} -> {thumb.shape[1]}x{thumb.shape[0]} - {fields}",
+                    metadata=None,
+                    photometric="rgb",
+                    compression="jpeg",
+                    compressionargs={"level": 90},
+                    rowsperstrip=16,
+                    subfiletype=0,
+                    software=SOFTWARE,
+                )
+                associated.append("thumbnail")
+        for name, subfiletype, compression in (("label", 1, "lzw"), ("macro", 9, "jpeg")):
+            image = slide.associated.get(name)
+            if image is None:
+                continue
+            pixels = image.read()
+            tw.write(
+                pixels,
+                description=f"{APERIO_HEADER}\n{name} {pixels.shape[1]}x{pixels.shape[0]}",
+                metadata=None,
+                photometric="rgb",
+                compression=compression,
+                compressionargs={"level": 90} if compression == "jpeg" else None,
+                subfiletype=subfiletype,
+                software=SOFTWARE,
+            )
+            associated.append(name)
+    return ConversionReport(destination=path, format="svs", levels=reports, associated=associated)
