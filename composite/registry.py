@@ -16,6 +16,7 @@ from .model import Slide
 
 FORMAT_MODULES = (
     "composite.formats.tiff",
+    "composite.formats.cws",
     "composite.formats.image",
 )
 

@@ -1,0 +1,180 @@
+"""Tile readers over CWS block files: a copyable grid, or composed overlapping blocks.
+
+When a level's blocks tile it exactly (our own output, Digital Slide Studio), the level's grid is
+the block grid and a tile's stored bytes are the block file: conversions copy them. Scanner blocks
+overlap (752x480 blocks 16 px apart): then the level is a virtual grid of the nominal block size
+whose tiles are painted from every block they touch, the block further right or lower on top,
+gaps white. Each block is decoded once per read and kept in a small LRU for its neighbours.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from ... import codecs
+from ...codecs import RGBArray, TileEncoding
+from ...errors import TileReadError
+from ...geometry import Box, TileGrid
+from .placement import IntArray
+
+CACHE_BYTES = 64 * 1024 * 1024  # decoded blocks kept for the neighbouring tiles that share them
+
+
+def read_block(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise TileReadError(f"{path}: block cannot be read ({err.strerror or err})") from err
+
+
+def decode_block(path: Path, data: bytes) -> RGBArray:
+    try:
+        # No colour space forced: libjpeg follows JFIF/Adobe markers, exactly as browsers do.
+        return codecs.decode_jpeg(data)
+    except TileReadError as err:
+        raise TileReadError(f"{path}: {err}") from err
+
+
+class BlockGridReader:
+    """A level whose blocks are its tiles: ``read_encoded`` is the block file, for copying."""
+
+    def __init__(
+        self, cells: dict[tuple[int, int], int], directory: Path, names: list[str | None], quality: int | None
+    ) -> None:
+        self._cells = cells
+        self._directory = directory
+        self._names = names
+        self._quality = quality
+        self._encoding: TileEncoding | None = None
+        self._probed = False
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self) -> TileEncoding | None:
+        """JPEG with the colour space of the first block (read once, on first use)."""
+        with self._lock:
+            if not self._probed:
+                self._encoding = self._probe()
+                self._probed = True
+            return self._encoding
+
+    def _probe(self) -> TileEncoding | None:
+        for index in sorted(self._cells.values()):
+            name = self._names[index]
+            if name is None:
+                continue
+            path = self._directory / name
+            try:
+                info = codecs.jpeg_info(read_block(path))
+            except ValueError:
+                return None  # not a JPEG: nothing a JPEG container could copy
+            return TileEncoding("jpeg", rgb=info.rgb, quality=self._quality) if info.components == 3 else None
+        return None
+
+    def _path(self, col: int, row: int) -> Path | None:
+        index = self._cells.get((col, row))
+        name = None if index is None else self._names[index]
+        return None if name is None else self._directory / name
+
+    def read_encoded(self, col: int, row: int) -> bytes | None:
+        path = self._path(col, row)
+        return None if path is None else read_block(path)
+
+    def read_tile(self, col: int, row: int) -> RGBArray | None:
+        path = self._path(col, row)
+        return None if path is None else decode_block(path, read_block(path))
+
+
+class _BlockCache:
+    """Decoded blocks by index, least recently used out first, bounded in bytes; thread-safe."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._bytes = 0
+        self._items: OrderedDict[int, RGBArray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, index: int) -> RGBArray | None:
+        with self._lock:
+            item = self._items.get(index)
+            if item is not None:
+                self._items.move_to_end(index)
+            return item
+
+    def put(self, index: int, pixels: RGBArray) -> None:
+        with self._lock:
+            if index in self._items:
+                return
+            self._items[index] = pixels
+            self._bytes += pixels.nbytes
+            while self._bytes > self._limit and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+
+class ComposedBlockReader:
+    """A virtual grid over overlapping blocks; tiles are painted, so nothing can be copied."""
+
+    def __init__(
+        self,
+        grid: TileGrid,
+        px: IntArray,
+        py: IntArray,
+        block_size: tuple[int, int],
+        directory: Path,
+        names: list[str | None],
+    ) -> None:
+        self._grid = grid
+        # Paint order: top to bottom, left to right, so the block further right or lower wins.
+        order = np.lexsort((px, py))
+        self._order = order
+        self._px = px[order]
+        self._py = py[order]
+        self._block_w, self._block_h = block_size
+        self._directory = directory
+        self._names = names
+        self._cache = _BlockCache(CACHE_BYTES)
+
+    @property
+    def encoding(self) -> TileEncoding | None:
+        return None
+
+    def read_encoded(self, col: int, row: int) -> bytes | None:
+        return None
+
+    def _decoded(self, index: int) -> RGBArray | None:
+        pixels = self._cache.get(index)
+        if pixels is None:
+            name = self._names[index]
+            if name is None:
+                return None
+            path = self._directory / name
+            pixels = decode_block(path, read_block(path))[: self._block_h, : self._block_w]
+            self._cache.put(index, pixels)
+        return pixels
+
+    def read_tile(self, col: int, row: int) -> RGBArray | None:
+        box = self._grid.tile_box(col, row)
+        # Blocks are at most nominal size, so only those starting within one block of the box touch it.
+        lo = int(np.searchsorted(self._py, box.y - self._block_h + 1, side="left"))
+        hi = int(np.searchsorted(self._py, box.bottom, side="left"))
+        near = np.flatnonzero((self._px[lo:hi] > box.x - self._block_w) & (self._px[lo:hi] < box.right)) + lo
+        if len(near) == 0:
+            return None
+        out = np.full((box.height, box.width, 3), 255, np.uint8)
+        for k in near.tolist():
+            pixels = self._decoded(int(self._order[k]))
+            if pixels is None:
+                continue  # a missing block file: white, reported once when the slide was opened
+            x, y = int(self._px[k]), int(self._py[k])
+            part = Box(x, y, pixels.shape[1], pixels.shape[0]).intersection(box)
+            if part is None:
+                continue
+            out[part.y - box.y : part.bottom - box.y, part.x - box.x : part.right - box.x] = pixels[
+                part.y - y : part.bottom - y, part.x - x : part.right - x
+            ]
+        return out

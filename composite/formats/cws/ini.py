@@ -1,0 +1,226 @@
+"""Parsing of CWS INI files (FORMATS.md §1.2): forgiving about syntax, strict about safety.
+
+Windows INI as scanners write it: ``[Section]`` then ``key=value`` lines, CRLF or LF, keys in
+any case, spaces around ``=`` or not. Values are kept as text; :func:`number` turns one into a
+float and treats a placeholder such as ``%MAGNIFICATION%`` as missing. A section other than
+``[Header]`` with both ``x=`` and ``y=`` is an image block; its coordinates are parsed here so that
+a 100,000-block file is read with plain string operations in a fraction of a second.
+
+An INI file is untrusted: binary content, a line that is neither a section nor ``key=value``, a
+block coordinate that is not an integer or lies outside a 32-bit stage, and a block name that is
+not a plain file name each raise one error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import FormatError, LimitError, UnsafePathError, where
+
+MAX_INI_BYTES = 256 * 1024 * 1024  # a 10-million-block INI is about 300 MB; refuse beyond that
+MAX_BLOCKS = 8_000_000
+STAGE_LIMIT = 2**31 - 1  # scanners store stage coordinates in a Windows LONG
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_UNSAFE_NAME = re.compile(r"[/\\:\x00]|^\.", re.MULTILINE)
+
+
+@dataclass(slots=True)
+class Value:
+    """A value as written, and the line it is on (for error messages)."""
+
+    text: str
+    line: int
+
+
+@dataclass
+class IniFile:
+    """One parsed INI file: the header, the other non-block sections, and the blocks.
+
+    Section and key names are lower-cased for lookup; ``header_names`` keeps the spelling of
+    each header key for properties. Blocks are parallel lists in file order.
+    """
+
+    path: Path
+    line_count: int
+    header: dict[str, Value] = field(default_factory=dict)
+    header_names: dict[str, str] = field(default_factory=dict)
+    sections: dict[str, dict[str, Value]] = field(default_factory=dict)
+    block_names: list[str] = field(default_factory=list)
+    block_x: list[int] = field(default_factory=list)
+    block_y: list[int] = field(default_factory=list)
+    block_lines: list[int] = field(default_factory=list)
+
+    def error(self, line: int | None, message: str) -> FormatError:
+        return FormatError(f"{where(self.path, line)}: {message}")
+
+    def number(self, key: str, section: str = "header") -> float | None:
+        """The numeric value of ``key``, or None when absent or not a number (a placeholder)."""
+        values = self.header if section == "header" else self.sections.get(section, {})
+        value = values.get(key.lower())
+        return None if value is None else number(value.text)
+
+    def text(self, key: str, section: str = "header") -> str | None:
+        values = self.header if section == "header" else self.sections.get(section, {})
+        value = values.get(key.lower())
+        return None if value is None else value.text
+
+
+def number(text: str) -> float | None:
+    """A finite float, or None for anything else (``%MAGNIFICATION%``, empty, ``nan``)."""
+    try:
+        result = float(text)
+    except ValueError:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def _decode(data: bytes, path: Path) -> str:
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line = data.count(b"\n", 0, nul) + 1
+        raise FormatError(f"{where(path, line)}: binary data, not an INI text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")  # Windows producers write ANSI text
+
+
+def _coordinate(ini: IniFile, value: Value, key: str) -> int:
+    parsed = number(value.text)
+    if parsed is None or parsed != int(parsed):
+        raise ini.error(value.line, f"block {key}= must be an integer stage coordinate, got {value.text[:40]!r}")
+    if abs(parsed) > STAGE_LIMIT:
+        raise ini.error(value.line, f"block {key}={value.text[:40]} is outside any stage (|{key}| <= {STAGE_LIMIT})")
+    return int(parsed)
+
+
+def parse_ini(path: Path) -> IniFile:
+    """Parse ``path``; raise :class:`FormatError` naming the file and line on anything unsafe."""
+    size = path.stat().st_size
+    if size > MAX_INI_BYTES:
+        raise LimitError(f"{path}: INI file of {size} bytes is larger than {MAX_INI_BYTES} bytes")
+    with path.open("rb") as fh:
+        text = _decode(fh.read(), path)
+    bad = _CONTROL.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise FormatError(f"{where(path, line)}: binary data (control character {bad.group()!r}), not an INI text file")
+    lines = text.split("\n")
+    ini = IniFile(path=path, line_count=len(lines) - (lines[-1] == ""))
+    _Parser(ini).run(lines)
+    return ini
+
+
+class _Parser:
+    """One pass over the lines, lean enough for 100,000-block files: a block section's x/y/z go
+    into flat lists, so no per-block objects are made besides the name."""
+
+    def __init__(self, ini: IniFile) -> None:
+        self.ini = ini
+        self.seen: set[str] = set()
+        self.x_text: list[str] = []
+        self.y_text: list[str] = []
+        self.x_lines: list[int] = []
+        self.y_lines: list[int] = []
+
+    def run(self, lines: list[str]) -> None:
+        ini = self.ini
+        name = ""
+        start = 0
+        in_section = False
+        x = y = z = None  # (text, line) of a section's x=, y=, z= (the first of each)
+        extra: dict[str, Value] = {}
+        for lineno, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line or line[0] in ";#":
+                continue
+            if line[0] == "[":
+                end = line.find("]")
+                if end < 0:
+                    raise ini.error(lineno, f"section header without ']': {line[:60]!r}")
+                if in_section:
+                    self.finish(name, start, x, y, z, extra)
+                name = line[1:end].strip()
+                start = lineno
+                in_section = True
+                x = y = z = None
+                extra = ini.header if name.lower() == "header" else {}
+                continue
+            eq = line.find("=")
+            if eq <= 0:
+                raise ini.error(lineno, f"expected '[Section]' or 'key=value', got {line[:60]!r}")
+            if not in_section:
+                raise ini.error(lineno, "key=value before any [Section]")
+            key = line[:eq].strip()
+            lower = key.lower()
+            if extra is not ini.header:
+                if lower == "x":
+                    x = x or (line[eq + 1 :].strip(), lineno)
+                    continue
+                if lower == "y":
+                    y = y or (line[eq + 1 :].strip(), lineno)
+                    continue
+                if lower == "z":
+                    z = z or (line[eq + 1 :].strip(), lineno)
+                    continue
+            if lower not in extra:  # the first occurrence wins, as with GetPrivateProfileString
+                extra[lower] = Value(line[eq + 1 :].strip(), lineno)
+                if extra is ini.header:
+                    ini.header_names[lower] = key
+        if in_section:
+            self.finish(name, start, x, y, z, extra)
+        self.close()
+
+    def finish(
+        self,
+        name: str,
+        start: int,
+        x: tuple[str, int] | None,
+        y: tuple[str, int] | None,
+        z: tuple[str, int] | None,
+        extra: dict[str, Value],
+    ) -> None:
+        ini = self.ini
+        if extra is ini.header:
+            return
+        lower = name.lower()
+        if x is None or y is None:
+            for key, item in (("x", x), ("y", y), ("z", z)):
+                if item is not None:
+                    extra[key] = Value(*item)
+            ini.sections.setdefault(lower, extra)
+            return
+        if lower in self.seen:
+            return  # a duplicate block section: the first one wins, as Windows INI readers do
+        self.seen.add(lower)
+        ini.block_names.append(name)
+        ini.block_lines.append(start)
+        self.x_text.append(x[0])
+        self.x_lines.append(x[1])
+        self.y_text.append(y[0])
+        self.y_lines.append(y[1])
+
+    def close(self) -> None:
+        ini = self.ini
+        if len(ini.block_names) > MAX_BLOCKS:
+            raise LimitError(f"{where(ini.path, ini.block_lines[MAX_BLOCKS])}: more than {MAX_BLOCKS} blocks")
+        if _UNSAFE_NAME.search("\n".join(ini.block_names)):
+            for name, line in zip(ini.block_names, ini.block_lines, strict=True):
+                if _UNSAFE_NAME.search(name):
+                    raise UnsafePathError(f"{where(ini.path, line)}: block name {name[:60]!r} is not a plain file name")
+        ini.block_x = _coordinates(ini, self.x_text, self.x_lines, "x")
+        ini.block_y = _coordinates(ini, self.y_text, self.y_lines, "y")
+
+
+def _coordinates(ini: IniFile, texts: list[str], lines: list[int], key: str) -> list[int]:
+    try:
+        coords = [int(text) for text in texts]
+    except ValueError:  # find the bad line, or accept "12.0"
+        coords = [_coordinate(ini, Value(text, line), key) for text, line in zip(texts, lines, strict=True)]
+    if coords and (max(coords) > STAGE_LIMIT or min(coords) < -STAGE_LIMIT):
+        for text, line in zip(texts, lines, strict=True):
+            _coordinate(ini, Value(text, line), key)  # raises at the first line out of range
+    return coords
