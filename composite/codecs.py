@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import imagecodecs
 import numpy as np
@@ -175,6 +175,26 @@ def encode_jpeg2000(pixels: RGBArray, *, quality: int) -> bytes:
     # imagecodecs' level is a PSNR target for lossy J2K; map 0..100 quality onto 30..50 dB.
     psnr = 30 + 20 * max(0, min(quality, 100)) // 100
     return bytes(imagecodecs.jpeg2k_encode(pixels, level=psnr, codecformat="J2K"))
+
+
+def decode_samples(
+    data: bytes, codec: Literal["jpeg", "jpeg2000", "jpegls", "dicomrle"], *, dtype: str = "u1"
+) -> NDArray[Any]:
+    """Decode to the stored samples at full precision (12/16-bit, signed), no colour conversion.
+
+    For medical images whose samples must be windowed before display (DICOM, FORMATS §4);
+    ``dtype`` is the sample type of ``dicomrle`` data, which returns bytes in that order.
+    """
+    try:
+        if codec == "jpeg":
+            return np.asarray(imagecodecs.jpeg_decode(data))
+        if codec == "jpeg2000":
+            return np.asarray(imagecodecs.jpeg2k_decode(data))
+        if codec == "jpegls":
+            return np.asarray(imagecodecs.jpegls_decode(data))
+        return np.frombuffer(imagecodecs.dicomrle_decode(data, dtype), dtype)
+    except Exception as err:
+        raise TileReadError(f"{codec} decode failed: {err}") from err
 
 
 def decode_lzw(data: bytes) -> bytes:

@@ -15,6 +15,7 @@ from .errors import CompositeError, SlideNotFoundError, UnsupportedFormatError
 from .model import Slide
 
 FORMAT_MODULES = (
+    "composite.formats.dicom",
     "composite.formats.tiff",
     "composite.formats.cws",
     "composite.formats.image",

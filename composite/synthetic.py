@@ -193,7 +193,9 @@ def write_synthetic_slide(
                     compression="jpeg",
                     photometric="ycbcr" if ycbcr else "rgb",
                     jpegtables=tables,
-                    subsampling=(2, 2) if ycbcr else None,
+                    subsampling=(2, 2) if ycbcr else (1, 1),
+                    # tifffile tags JPEG as YCbCr unless told the stream is RGB (Aperio's way)
+                    compressionargs=None if ycbcr else {"outcolorspace": "RGB"},
                     description=desc,
                     metadata=None,
                     subfiletype=1 if (layout == "tiff" and level > 0) else 0,

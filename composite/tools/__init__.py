@@ -1,0 +1,1 @@
+"""Everyday slide jobs built on the slide model: export, redact, quality report."""
