@@ -18,6 +18,7 @@ FORMAT_MODULES = (
     "composite.formats.dicom",
     "composite.formats.tiff",
     "composite.formats.cws",
+    "composite.formats.aci",
     "composite.formats.image",
 )
 

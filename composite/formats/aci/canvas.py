@@ -1,0 +1,139 @@
+"""Painting one layer of a composite: component placement, edge trimming, and tiles on demand.
+
+Geometry (docs/aci.md has the full rules):
+
+- A component's rectangle is (X, Y, w, h) in level-0 pixels; with edge trimming (the default)
+  ``h`` is the smallest height among the layer's components with the same Y (one *row*) and
+  ``w`` the smallest width among those with the same X (one *column*); ``edgetrim=no`` keeps
+  every component's own size.
+- Paint order is (Y, X, line): further down, then further right, then later in the file is on top.
+- Level with downsample D: each component is drawn into its footprint, its rectangle divided by D
+  and rounded outward, from its own level of downsample D when it has one (an exact copy when X
+  and Y are multiples of D), else from its next finer level reduced with a box filter.
+
+:class:`LayerIndex` finds the components under a box without scanning them all: they are sorted
+by Y, so a query is a binary search for the band of rows that can reach the box (taller than the
+tallest component above it cannot), then a vectorised test of that band.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ...codecs import RGBArray
+from ...geometry import Box, TileGrid
+from ...model import WHITE, Level, Slide
+from ...resample import box_downsample, resize
+from .components import ComponentPool, best_level
+
+STRIP_PIXELS = 16_000_000  # pixels read at once when a component must be reduced a lot
+
+IntArray = NDArray[np.int64]
+
+
+def trimmed_sizes(xs: IntArray, ys: IntArray, widths: IntArray, heights: IntArray) -> tuple[IntArray, IntArray]:
+    """Widths cut to the narrowest of each column (same X), heights to the shortest of each row (same Y)."""
+    return _group_min(xs, widths), _group_min(ys, heights)
+
+
+def _group_min(keys: IntArray, values: IntArray) -> IntArray:
+    unique, inverse = np.unique(keys, return_inverse=True)
+    smallest = np.full(len(unique), np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(smallest, inverse, values)
+    result: IntArray = smallest[inverse]
+    return result
+
+
+class LayerIndex:
+    """The components of one layer in paint order, with a fast "what is under this box" query."""
+
+    def __init__(
+        self, xs: IntArray, ys: IntArray, widths: IntArray, heights: IntArray, files: IntArray, paths: Sequence[Path]
+    ) -> None:
+        order = np.lexsort((np.arange(len(xs)), xs, ys))  # by Y, then X, then file order
+        self.xs, self.ys = xs[order], ys[order]
+        self.widths, self.heights = widths[order], heights[order]
+        self.files = files[order]
+        self.paths = paths
+        self.max_height = int(self.heights.max()) if len(self.heights) else 0
+
+    def __len__(self) -> int:
+        return len(self.xs)
+
+    def under(self, box: Box) -> IntArray:
+        """Indices (in paint order) of the components sharing at least one pixel with ``box`` (level 0)."""
+        lo = int(np.searchsorted(self.ys, box.y - self.max_height, side="right"))
+        hi = int(np.searchsorted(self.ys, box.bottom, side="left"))
+        xs, widths = self.xs[lo:hi], self.widths[lo:hi]
+        bottoms = self.ys[lo:hi] + self.heights[lo:hi]
+        hit = (xs < box.right) & (xs + widths > box.x) & (bottoms > box.y)
+        found: IntArray = np.flatnonzero(hit) + lo
+        return found
+
+    def rect(self, index: int) -> Box:
+        return Box(int(self.xs[index]), int(self.ys[index]), int(self.widths[index]), int(self.heights[index]))
+
+
+class CompositeTileReader:
+    """Tiles of one level of one layer, painted from the components under each tile."""
+
+    def __init__(self, index: LayerIndex, grid: TileGrid, downsample: int, pool: ComponentPool) -> None:
+        self._index = index
+        self._grid = grid
+        self._downsample = downsample
+        self._pool = pool
+
+    @property
+    def encoding(self) -> None:
+        return None
+
+    def read_encoded(self, col: int, row: int) -> bytes | None:
+        return None
+
+    def read_tile(self, col: int, row: int) -> RGBArray:
+        tile = self._grid.tile_box(col, row)
+        d = self._downsample
+        out = np.full((tile.height, tile.width, 3), WHITE, np.uint8)
+        for i in self._index.under(Box(tile.x * d, tile.y * d, tile.width * d, tile.height * d)):
+            with self._pool.use(self._index.paths[self._index.files[i]]) as component:
+                paint(out, tile, d, self._index.rect(int(i)), component)
+        return out
+
+
+def paint(out: RGBArray, tile: Box, downsample: int, rect: Box, component: Slide) -> None:
+    """Draw the part of ``component`` (placed at level-0 ``rect``) that falls in ``tile`` (level D)."""
+    d = downsample
+    footprint = rect.scaled_outward(d)
+    part = footprint.intersection(tile)
+    if part is None:
+        return
+    # Level-0 pixels of the component behind `part`, clipped to its (trimmed) rectangle.
+    qx0 = max(0, part.x * d - rect.x)
+    qy0 = max(0, part.y * d - rect.y)
+    qx1 = min(rect.width, part.right * d - rect.x)
+    qy1 = min(rect.height, part.bottom * d - rect.y)
+    level, ds = best_level(component, d)
+    lx0, ly0 = math.floor(qx0 / ds), math.floor(qy0 / ds)
+    lx1, ly1 = math.ceil(qx1 / ds), math.ceil(qy1 / ds)
+    pixels = read_reduced(level, Box(lx0, ly0, lx1 - lx0, ly1 - ly0), (part.width, part.height))
+    out[part.y - tile.y : part.bottom - tile.y, part.x - tile.x : part.right - tile.x] = pixels
+
+
+def read_reduced(level: Level, box: Box, size: tuple[int, int]) -> RGBArray:
+    """The pixels of ``box`` of ``level`` scaled to ``size`` (box filter), in bounded memory."""
+    width, height = size
+    if (box.width, box.height) == size:
+        return level.read_region(box.x, box.y, box.width, box.height)
+    factor = max(1, min(box.width // width, box.height // height))
+    band = max(factor, (STRIP_PIXELS // max(box.width, 1)) // factor * factor)
+    parts = [
+        box_downsample(level.read_region(box.x, box.y + dy, box.width, min(band, box.height - dy)), factor)
+        for dy in range(0, box.height, band)
+    ]
+    reduced = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    return reduced if reduced.shape[:2] == (height, width) else resize(reduced, size)

@@ -1,0 +1,188 @@
+"""Open an ACI manifest as one lazy :class:`~composite.model.Slide` over its components.
+
+Opening parses the manifest, checks every component path (docs/aci.md, "Untrusted input"),
+opens each *distinct* component file once to learn its size and pyramid, and builds a spatial
+index per layer; no pixel is read. Tiles are painted on demand from the components under them
+(:mod:`.canvas`), borrowing open slides from a bounded pool (:mod:`.components`).
+
+The slide: levels are the nominal layer (Z 0, else the first); other layers are
+``focal_planes["z<Z>"]``; attributes become ``description`` (``attr=value`` joined by ``|``) and
+``properties["aci.<attr>"]``; mpp and magnification are those of the largest component. Reduced
+levels are the downsamples of the largest component's pyramid; components without that level are
+reduced on the fly (a writer builds any further levels). Components may be anything
+:func:`composite.registry.open_slide` opens, including other ACIs nested up to ``MAX_DEPTH``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ... import registry
+from ...errors import CompositeError, FormatError, LimitError, UnsafePathError, where
+from ...geometry import TileGrid
+from ...model import Level, Slide
+from .canvas import CompositeTileReader, LayerIndex, trimmed_sizes
+from .components import DEFAULT_MAX_OPEN, ComponentInfo, ComponentPool
+from .manifest import MAX_CANVAS_PIXELS, Component, Manifest, read_manifest
+from .paths import manifest_base, resolve_component
+from .sniff import looks_like_aci
+
+NAME = "aci"
+MAX_DEPTH = 4
+DEFAULT_TILE = 512
+
+
+def open_slide(path: str | Path, *, allow_outside: bool = False, max_open: int = DEFAULT_MAX_OPEN) -> Slide:
+    """Open the manifest at ``path``; ``allow_outside`` trusts component paths outside its directory."""
+    path = Path(path)
+    pool = ComponentPool(max_open=max_open)
+    try:
+        slide = _Opener(pool, allow_outside=allow_outside).open(path, depth=0, stack=(path.resolve(),))
+    except BaseException:
+        pool.close()
+        raise
+    slide.closers.append(pool.close)
+    return slide
+
+
+class _Opener:
+    """Opens a composite and the composites nested in it, sharing one component pool."""
+
+    def __init__(self, pool: ComponentPool, *, allow_outside: bool) -> None:
+        self.pool = pool
+        self.allow_outside = allow_outside
+
+    def open(self, path: Path, *, depth: int, stack: tuple[Path, ...]) -> Slide:
+        manifest = read_manifest(path)
+        if manifest.component_count == 0:
+            raise FormatError(f"{path}: manifest has no image lines")
+        files, infos, resolved = self._components(manifest, path, depth, stack)
+        return _build(manifest, path, files, infos, resolved, self.pool)
+
+    def _components(
+        self, manifest: Manifest, path: Path, depth: int, stack: tuple[Path, ...]
+    ) -> tuple[dict[str, int], list[ComponentInfo], list[Path]]:
+        """Check every distinct path before opening any, then learn each file's header once."""
+        base = manifest_base(path)
+        by_text: dict[str, int] = {}
+        by_real: dict[Path, int] = {}
+        reals: list[Path] = []
+        first: list[Component] = []
+        for _, component in manifest.components():
+            if component.path in by_text:
+                continue
+            real = resolve_component(
+                component.path, manifest=path, line=component.line, base=base, allow_outside=self.allow_outside
+            )
+            if real not in by_real:
+                by_real[real] = len(reals)
+                reals.append(real)
+                first.append(component)
+            by_text[component.path] = by_real[real]
+        infos = [self._info(real, path, c.line, c.path, depth, stack) for real, c in zip(reals, first, strict=True)]
+        return by_text, infos, reals
+
+    def _info(
+        self, real: Path, manifest: Path, line: int, raw: str, depth: int, stack: tuple[Path, ...]
+    ) -> ComponentInfo:
+        def opener() -> Slide:
+            if looks_like_aci(real):
+                if real in stack:
+                    chain = " -> ".join(p.name for p in (*stack, real))
+                    raise FormatError(f"{where(manifest, line)}: manifests include each other ({chain})")
+                if depth + 1 > MAX_DEPTH:
+                    raise LimitError(f"{where(manifest, line)}: ACI nested deeper than {MAX_DEPTH} levels")
+                return self.open(real, depth=depth + 1, stack=(*stack, real))
+            return registry.open_slide(real)
+
+        try:
+            return self.pool.info(real, opener)
+        except (UnsafePathError, LimitError):
+            raise  # already precise: they name the nested manifest and line
+        except CompositeError as err:
+            if str(err).startswith(str(manifest)):
+                raise
+            raise type(err)(f"{where(manifest, line)}: component {raw!r}: {err}") from err
+
+
+def _build(
+    manifest: Manifest,
+    path: Path,
+    files: dict[str, int],
+    infos: list[ComponentInfo],
+    reals: list[Path],
+    pool: ComponentPool,
+) -> Slide:
+    widths = np.array([i.width for i in infos], np.int64)
+    heights = np.array([i.height for i in infos], np.int64)
+    layers = []
+    canvas_w = canvas_h = 0
+    for layer in manifest.layers:
+        if not layer.components:
+            continue
+        xs = np.array([c.x for c in layer.components], np.int64)
+        ys = np.array([c.y for c in layer.components], np.int64)
+        ids = np.array([files[c.path] for c in layer.components], np.int64)
+        ws, hs = widths[ids], heights[ids]
+        if manifest.edgetrim:
+            ws, hs = trimmed_sizes(xs, ys, ws, hs)
+        canvas_w = max(canvas_w, int((xs + ws).max()))
+        canvas_h = max(canvas_h, int((ys + hs).max()))
+        layers.append((layer, LayerIndex(xs, ys, ws, hs, ids, reals)))
+    if canvas_w * canvas_h > MAX_CANVAS_PIXELS:
+        raise LimitError(f"{path}: canvas {canvas_w} x {canvas_h} px is more than the {MAX_CANVAS_PIXELS:.0e} allowed")
+    main = max(range(len(infos)), key=lambda i: (infos[i].width * infos[i].height, -i))
+    downsamples = _downsamples(infos[main], canvas_w, canvas_h)
+    tile = infos[main].tile_size
+    if not all(128 <= t <= 1024 for t in tile):
+        tile = (DEFAULT_TILE, DEFAULT_TILE)
+
+    def levels_of(index: LayerIndex) -> list[Level]:
+        levels = []
+        for d in downsamples:
+            grid = TileGrid(-(-canvas_w // d), -(-canvas_h // d), *tile)
+            levels.append(Level(grid, float(d), CompositeTileReader(index, grid, d, pool)))
+        return levels
+
+    nominal = next((i for i, (layer, _) in enumerate(layers) if layer.z == 0), 0)
+    planes = {f"z{_z_name(layer.z)}": levels_of(index) for i, (layer, index) in enumerate(layers) if i != nominal}
+    mpp, magnification = infos[main].mpp, infos[main].magnification
+    return Slide(
+        format=NAME,
+        path=path,
+        levels=levels_of(layers[nominal][1]),
+        properties=_properties(manifest, len(reals), mpp, magnification),
+        mpp=mpp,
+        magnification=magnification,
+        description="|".join(f"{k}={v}" for k, v in manifest.attributes) or None,
+        focal_planes=planes,
+    )
+
+
+def _downsamples(main: ComponentInfo, width: int, height: int) -> list[int]:
+    result = [1]
+    for ds in sorted(set(main.downsamples)):
+        if ds.is_integer() and ds > result[-1] and max(width, height) / ds >= 1:
+            result.append(int(ds))
+    return result
+
+
+def _z_name(z: float) -> str:
+    return str(int(z)) if z.is_integer() else repr(z)
+
+
+def _properties(
+    manifest: Manifest, files: int, mpp: tuple[float, float] | None, magnification: float | None
+) -> dict[str, str]:
+    properties = {f"aci.{key}": value for key, value in manifest.attributes}
+    properties["aci.layers"] = str(sum(1 for layer in manifest.layers if layer.components))
+    properties["aci.components"] = str(manifest.component_count)
+    properties["aci.files"] = str(files)
+    properties["openslide.vendor"] = NAME
+    if mpp:
+        properties["openslide.mpp-x"], properties["openslide.mpp-y"] = repr(mpp[0]), repr(mpp[1])
+    if magnification is not None:
+        properties["openslide.objective-power"] = f"{magnification:g}"
+    return properties
