@@ -25,7 +25,7 @@ from ...codecs import RGBArray
 from ...errors import UnsupportedFormatError
 from ...geometry import TileGrid
 from ...model import Level, Slide
-from ...output import DEFAULT_JPEG_QUALITY, LevelReport, Method, WriteOptions
+from ...output import LevelReport, Method, WriteOptions, default_quality
 from ...progress import ProgressCallback
 from ...pyramid import DownsampledLevel, pyramid_levels
 from ...resample import level_thumbnail
@@ -43,7 +43,7 @@ class Plan:
 
     tile: tuple[int, int]
     compression: str
-    quality: int
+    quality: int | None  # None: the default per level (default_quality)
     rgb: bool
     bigtiff: bool
     levels: list[Level]
@@ -55,7 +55,6 @@ def make_plan(slide: Slide, options: WriteOptions, *, default_tile: int, spool_d
     """Tile size, codec, quality, BigTIFF and levels for ``slide`` under ``options``."""
     tile = _tile_size(slide, options, default_tile)
     compression = options.compression or _source_codec(slide) or "jpeg"
-    quality = options.quality or DEFAULT_JPEG_QUALITY
     extra = options.extra
     levels = pyramid_levels(
         slide,
@@ -70,7 +69,7 @@ def make_plan(slide: Slide, options: WriteOptions, *, default_tile: int, spool_d
     return Plan(
         tile=tile,
         compression=compression,
-        quality=quality,
+        quality=options.quality,
         rgb=not bool(extra.get("ycbcr", False)),
         bigtiff=_bigtiff(extra, estimate),
         levels=levels,
@@ -166,9 +165,12 @@ def _jpeg_chunks(first: EncodedTile, rest: Iterator[EncodedTile], copied: list[i
     else:
         tables, _ = codecs.split_jpeg_tables(first.data)
     rgb = first.encoding.rgb
-    kwargs: dict[str, Any] = {"compression": "jpeg", "jpegtables": tables, "photometric": "rgb" if rgb else "ycbcr"}
-    if not rgb:
-        kwargs["subsampling"] = codecs.jpeg_info(first.data).subsampling
+    kwargs: dict[str, Any] = {"compression": "jpeg", "jpegtables": tables}
+    if rgb:
+        # tifffile tags JPEG as YCbCr unless told the stream is RGB (Aperio's way, FORMATS §3.2)
+        kwargs.update(photometric="rgb", subsampling=(1, 1), compressionargs={"outcolorspace": "RGB"})
+    else:
+        kwargs.update(photometric="ycbcr", subsampling=codecs.jpeg_info(first.data).subsampling)
 
     def chunks() -> Iterator[bytes]:
         for tile in rest:
@@ -202,7 +204,7 @@ def write_level(
         level,
         grid,
         compression=plan.compression,
-        quality=plan.quality,
+        quality=default_quality(plan.quality, index),
         rgb=plan.rgb,
         workers=plan.workers,
         progress=progress,

@@ -80,8 +80,7 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback) -> 
     fields = aperio_fields(slide)
 
     def quality(chunks: LevelChunks) -> str:
-        q = chunks.quality or (plan.quality if plan.compression in ("jpeg", "jpeg2000") else None)
-        return f" Q={q}" if q else ""
+        return f" Q={chunks.quality}" if chunks.quality else ""
 
     reports: list[LevelReport] = []
     associated: list[str] = []
