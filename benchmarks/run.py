@@ -1,0 +1,275 @@
+"""Speed and memory of our conversions against libvips and the disk, measured in one run.
+
+``make bench`` (or ``.venv/bin/python benchmarks/run.py``) makes a synthetic 40,000 x 30,000 SVS
+(``--big``: 100,000 x 80,000; cached under benchmarks/cache/), runs every job below as a child
+process and prints one table: wall time, level-0 megapixels per second, CPU use (CPU time / wall
+time), peak RSS, and each job's speed and memory against the peer doing the same work. Results
+are also written as JSON to benchmarks/results/. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import shutil
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import inputs
+from measure import Measurement, run_measured
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+OUT = inputs.CACHE / "out"
+
+
+class Unavailable(Exception):
+    """A job that cannot run here (our converter not there yet, libvips not installable)."""
+
+
+@dataclasses.dataclass
+class Context:
+    svs: Path
+    width: int
+    height: int
+    refresh: bool
+    targets: set[str]
+    vips: Path | None
+    cws_blocks: int | None = None  # files our default CWS has (set by job 1; sizes job 8)
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def require(self, *targets: str) -> None:
+        missing = [t for t in targets if t not in self.targets]
+        if missing:
+            raise Unavailable(f"`wsi-composite convert --to {'/'.join(missing)}` does not exist yet")
+
+    def ours(self, target: str, src: Path, out: Path, *options: str) -> list[str]:
+        self.require(target)
+        return [*inputs.wsi_composite(), "convert", str(src), str(out), "--to", target, *options, "--quiet"]
+
+    def pip_vips(self, *args: str | Path) -> list[str]:
+        if self.vips is None:
+            raise Unavailable(f"could not install {' '.join(inputs.VIPS_REQUIREMENTS)}")
+        return [str(self.vips), str(HERE / "vips_job.py"), *map(str, args)]
+
+
+Command = Callable[[Context, Path], list[str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    id: str
+    name: str
+    command: Command
+    peers: tuple[str, ...] = ()
+
+
+def _system_dzsave(ctx: Context, out: Path) -> list[str]:
+    if not shutil.which("vips"):
+        raise Unavailable("no `vips` on PATH (Debian: apt-get install libvips-tools)")
+    return ["vips", "dzsave", str(ctx.svs), str(out), "--suffix", ".jpg[Q=80]", "--tile-size", "256", "--overlap", "0"]
+
+
+def _cws_to_svs(ctx: Context, out: Path) -> list[str]:
+    ctx.require("cws", "svs")  # the input is made by our CWS writer
+    cws = inputs.our_block_cws(ctx.svs, refresh=ctx.refresh)
+    return ctx.ours("svs", cws, out.with_suffix(".svs"))
+
+
+def _arrayjoin(ctx: Context, out: Path) -> list[str]:
+    if {"cws", "svs"} <= ctx.targets:
+        plan = inputs.cws_block_plan(inputs.our_block_cws(ctx.svs, refresh=ctx.refresh))
+    else:
+        plan = inputs.standin_block_plan(ctx.width, ctx.height)
+        ctx.notes["7"] = "stand-in 752x480 blocks (our CWS writer not there yet)"
+    out.mkdir(parents=True)
+    plan_path = out / "blocks.json"
+    plan_path.write_text(json.dumps(plan))
+    return ctx.pip_vips("arrayjoin", plan_path, out / "assembled.tif")
+
+
+def _plain_copy(ctx: Context, out: Path) -> list[str]:
+    count = ctx.cws_blocks
+    if count is None:
+        count = inputs.svs_tile_count(ctx.svs)
+        ctx.notes["8"] = f"{count} files: the SVS's tile count (job 1 not run, its block count unknown)"
+    return [sys.executable, str(HERE / "plain_copy.py"), str(ctx.svs), str(out), str(count)]
+
+
+JOBS = (
+    Job("1", "ours: SVS -> CWS default (byte copy)", lambda c, o: c.ours("cws", c.svs, o), ("3", "8")),
+    Job(
+        "2",
+        "ours: SVS -> CWS re-encoded 256 Q80",
+        lambda c, o: c.ours("cws", c.svs, o, "--tile-size", "256", "--quality", "80"),
+        ("3",),
+    ),
+    Job("3", "libvips (pip) dzsave 256 Q80, tiffload", lambda c, o: c.pip_vips("dzsave", c.svs, o)),
+    Job("3b", "libvips (Debian CLI) vips dzsave 256 Q80", _system_dzsave),
+    Job("4", "ours: CWS 752x480 -> SVS", _cws_to_svs, ("7",)),
+    Job(
+        "5", "libvips (pip) tiffsave 256 Q80 pyramid", lambda c, o: c.pip_vips("tiffsave", c.svs, o.with_suffix(".tif"))
+    ),
+    Job(
+        "6",
+        "ours: SVS -> SVS re-encoded 256 Q80",
+        lambda c, o: c.ours("svs", c.svs, o.with_suffix(".svs"), "--tile-size", "256", "--quality", "80"),
+        ("5",),
+    ),
+    Job("7", "libvips (pip) arrayjoin 752x480 + tiffsave", _arrayjoin),
+    Job("8", "plain copy of tile bytes, 1 file each", _plain_copy),
+)
+
+
+def _select(spec: str | None) -> list[Job]:
+    if not spec:
+        return list(JOBS)
+    wanted = {s.strip() for s in spec.split(",") if s.strip()}
+    # "3" selects both libvips dzsave lines (3 and 3b); "3b" only the Debian one.
+    chosen = [j for j in JOBS if j.id in wanted or j.id.rstrip("b") in wanted]
+    unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("b") for j in JOBS}
+    if unknown:
+        raise SystemExit(f"run.py: error: unknown job(s) {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def _clear(out: Path) -> None:
+    for path in (out, out.with_suffix(".svs"), out.with_suffix(".tif"), out.with_suffix(".dzi")):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    for path in out.parent.glob(f"{out.name}_files"):  # dzsave's tile folder
+        shutil.rmtree(path)
+
+
+def _count_blocks(out: Path) -> int:
+    return sum(1 for _ in out.rglob("*.jpg"))
+
+
+def run_job(job: Job, ctx: Context, *, sync: bool, keep: bool) -> Measurement | str:
+    """One measured run of ``job``; a string says why it could not run."""
+    out = OUT / f"job{job.id}"
+    _clear(out)
+    try:
+        argv = job.command(ctx, out)
+    except Unavailable as why:
+        return f"n/a (not available: {why})"
+    OUT.mkdir(parents=True, exist_ok=True)
+    os.sync()  # the previous job's writes must not be flushed on this one's clock
+    result = run_measured(argv, sync=sync, log=OUT / f"job{job.id}.log")
+    ctx.notes.setdefault(f"{job.id} command", " ".join(argv))
+    if result.ok and job.id == "1":
+        ctx.cws_blocks = _count_blocks(out)
+        ctx.notes["1"] = f"{ctx.cws_blocks} block files"
+    if not keep:
+        _clear(out)
+    return result if result.ok else f"failed (exit {result.returncode}: {result.stderr_tail[-200:]})"
+
+
+def _summary(runs: list[Measurement]) -> dict[str, float]:
+    return {
+        "wall_s": statistics.median(r.wall_s for r in runs),
+        "cpu_s": statistics.median(r.cpu_s for r in runs),
+        "cpu_use": statistics.median(r.cpu_use for r in runs),
+        "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+    }
+
+
+def _table(jobs: list[Job], results: dict[str, dict[str, object]], megapixels: float) -> str:
+    head = f"{'job':<4} {'what':<44} {'wall s':>8} {'MP/s':>7} {'CPU use':>7} {'RSS MB':>7}  vs peer (speed, RSS)"
+    lines = [head, "-" * len(head)]
+    for job in jobs:
+        res = results[job.id]
+        if "error" in res:
+            lines.append(f"{job.id:<4} {job.name:<44} {res['error']}")
+            continue
+        s: dict[str, float] = res["summary"]  # type: ignore[assignment]
+        versus = []
+        for peer in job.peers:
+            other = results.get(peer, {}).get("summary")
+            if isinstance(other, dict):
+                speed = other["wall_s"] / s["wall_s"]
+                versus.append(f"{speed:.2f}x speed, {s['peak_rss_mb'] / other['peak_rss_mb']:.2f}x RSS of {peer}")
+        lines.append(
+            f"{job.id:<4} {job.name:<44} {s['wall_s']:8.2f} {megapixels / s['wall_s']:7.1f} "
+            f"{s['cpu_use']:7.2f} {s['peak_rss_mb']:7.0f}  {'; '.join(versus)}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--big", action="store_true", help="100,000 x 80,000 px instead of 40,000 x 30,000")
+    parser.add_argument("--jobs", help="comma-separated job ids to run (default: all), e.g. 1,3")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per job, interleaved (median wall is shown)")
+    parser.add_argument("--sync", action="store_true", help="count flushing each job's writes to disk in its time")
+    parser.add_argument("--refresh", action="store_true", help="remake cached inputs made by our converter")
+    parser.add_argument("--keep-outputs", action="store_true", help="leave outputs in benchmarks/cache/out/")
+    args = parser.parse_args(argv)
+    jobs = _select(args.jobs)
+    width, height = (100_000, 80_000) if args.big else (40_000, 30_000)
+    needs_vips = any(j.id in {"3", "5", "7"} for j in jobs)
+    ctx = Context(
+        svs=inputs.synthetic_slide(width, height),
+        width=width,
+        height=height,
+        refresh=args.refresh,
+        targets=inputs.converter_targets(),
+        vips=inputs.vips_python() if needs_vips else None,
+    )
+    versions = inputs.tool_versions(ctx.vips)
+    megapixels = width * height / 1e6
+    runs: dict[str, list[Measurement]] = {j.id: [] for j in jobs}
+    errors: dict[str, str] = {}
+    for attempt in range(args.repeat):
+        for job in jobs:
+            if job.id in errors:
+                continue
+            print(f"[{attempt + 1}/{args.repeat}] job {job.id}: {job.name} ...", end=" ", flush=True)
+            result = run_job(job, ctx, sync=args.sync, keep=args.keep_outputs)
+            if isinstance(result, str):
+                errors[job.id] = result
+                print(result)
+            else:
+                runs[job.id].append(result)
+                print(f"{result.wall_s:.1f} s, {result.peak_rss_mb:.0f} MB, load {os.getloadavg()[0]:.1f}")
+    results: dict[str, dict[str, object]] = {}
+    for job in jobs:
+        entry: dict[str, object] = {"name": job.name, "peers": list(job.peers)}
+        if job.id in errors:
+            entry["error"] = errors[job.id]
+        else:
+            entry["runs"] = [dataclasses.asdict(r) for r in runs[job.id]]
+            entry["summary"] = _summary(runs[job.id])
+        results[job.id] = entry
+    print()
+    print(f"{width} x {height} px SVS ({megapixels:.0f} MP at level 0), {args.repeat} run(s) each, median wall")
+    print(", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(_table(jobs, results, megapixels))
+    for key, note in sorted(ctx.notes.items()):
+        if "command" not in key:
+            print(f"note {key}: {note}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = RESULTS / f"bench-{width}x{height}-{stamp}.json"
+    record = {
+        "argv": sys.argv,
+        "slide": {"path": str(ctx.svs), "width": width, "height": height, "megapixels": megapixels},
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
+        "versions": versions,
+        "notes": ctx.notes,
+        "jobs": results,
+    }
+    path.write_text(json.dumps(record, indent=2))
+    print(f"results: {path.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
