@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import CompositeError
 
-COMMAND_MODULES = ("info", "export", "convert")
+COMMAND_MODULES = ("info", "export", "serve", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:
