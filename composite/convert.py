@@ -43,6 +43,7 @@ __all__ = [
 WRITERS: dict[str, str] = {
     "svs": "composite.formats.tiffwrite:write_svs",
     "tiff": "composite.formats.tiffwrite:write_tiff",
+    "cws": "composite.formats.cws.write:write",
 }
 _EXTENSIONS = {".svs": "svs", ".tif": "tiff", ".tiff": "tiff", ".aci": "aci"}
 

@@ -1,0 +1,273 @@
+"""Writing a slide as a CWS directory: JPEG blocks, one INI file per level, companion images.
+
+The layout (docs/cws.md; the viewer reads exactly this): ``FinalScan.ini`` holds the header,
+``[Level0]``..``[Level<n-1>]`` (``iZoom``, ``iWidth``, ``iHeight``, ``iQuality``, ``iBlockWidth``,
+``iBlockHeight``, ``tIniFile``) and the level-0 blocks ``[Da<N>]`` (row-major, ``x``, ``y``,
+``z=0``); level k is ``ScanLevel<k>.ini`` with blocks ``L<k>Da<N>``, and the lowest level (below
+2048 px) is ``ScanSlide.ini``. All levels share one stage frame: 4 units per level-0 pixel,
+block x/y the centre of the nominal block, larger x further left, larger y further up, the image
+centre at (lXStageRef, lYStageRef). Blocks are full-size (edge blocks padded), standalone JPEG:
+copied source tiles get their tables merged and, for RGB, the Adobe marker browsers need.
+
+The blocks stream through the shared pipeline (:func:`composite.tiling.encoded_tiles`), so a
+source whose tiles coincide with the blocks is copied byte for byte and never decoded. The
+directory is written under a temporary name and renamed at the end.
+
+Not written: focal planes other than ``u1``..``u9``/``d1``..``d9`` (named as in the source), and
+focal planes of levels other than level 0.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from ... import codecs
+from ...errors import UnsupportedFormatError
+from ...geometry import TileGrid
+from ...model import Level, Slide
+from ...output import DEFAULT_JPEG_QUALITY, ConversionReport, LevelReport, Method, WriteOptions, atomic_output
+from ...progress import ProgressCallback, no_progress
+from ...pyramid import DownsampledLevel, close_levels, pyramid_levels
+from ...tiling import EncodedTile, encoded_tiles, is_copyable
+from .companions import write_companions
+
+UNITS = 4  # stage units per level-0 pixel, what producers write (§1.4)
+WHOLE_SLIDE = 2048  # the lowest level is below this on its long side (and is ScanSlide.ini)
+DEFAULT_BLOCK = 512
+MAX_BLOCK = 4096
+_PLANE = re.compile(r"[ud][1-9]")
+_APERIO_QUALITY = re.compile(r"\bQ=(\d{1,3})\b")
+
+
+def level_ini_name(index: int, count: int) -> str:
+    """Which INI file holds level ``index`` of ``count`` (our convention, docs/cws.md)."""
+    if index == 0:
+        return "FinalScan.ini"
+    return "ScanSlide.ini" if index == count - 1 else f"ScanLevel{index}.ini"
+
+
+def block_name(index: int, number: int) -> str:
+    return f"Da{number}" if index == 0 else f"L{index}Da{number}"
+
+
+def _block_size(slide: Slide, options: WriteOptions) -> tuple[int, int]:
+    if options.tile_size is not None:
+        width, height = options.tile_size
+        if width > MAX_BLOCK or height > MAX_BLOCK:
+            raise UnsupportedFormatError(f"block size {width}x{height} is larger than {MAX_BLOCK} px")
+        return width, height
+    grid = slide.levels[0].grid
+    tiled = grid.tile_width < grid.width or grid.tile_height < grid.height
+    if tiled and max(grid.tile_width, grid.tile_height) <= MAX_BLOCK:
+        return grid.tile_width, grid.tile_height  # the source's tiles: byte-copied when JPEG
+    return DEFAULT_BLOCK, DEFAULT_BLOCK
+
+
+class _Frame:
+    """The shared stage frame: stage x/y of a level's nominal block centres."""
+
+    def __init__(self, width0: int, height0: int, grids: list[TileGrid], zooms: list[int]) -> None:
+        self.width0, self.height0 = width0, height0
+        # References larger than any level's extent keep every coordinate a positive integer.
+        self.ref_x = UNITS * max(z * g.cols * g.tile_width for g, z in zip(grids, zooms, strict=True)) + 1000
+        self.ref_y = UNITS * max(z * g.rows * g.tile_height for g, z in zip(grids, zooms, strict=True)) + 1000
+
+    def block(self, grid: TileGrid, zoom: int, col: int, row: int) -> tuple[int, int]:
+        # 4 * centre in level-0 px = zoom * (4 * col * w + 2 * w): an integer for any block width.
+        cx4 = zoom * (4 * col * grid.tile_width + 2 * grid.tile_width)
+        cy4 = zoom * (4 * row * grid.tile_height + 2 * grid.tile_height)
+        return self.ref_x + 2 * self.width0 - cx4, self.ref_y + 2 * self.height0 - cy4
+
+
+def _description(slide: Slide, block: tuple[int, int], quality: int) -> str:
+    if slide.description:
+        return " ".join(slide.description.split("\r\n")).replace("\n", " ").replace("\r", " ")
+    width, height = slide.dimensions
+    fields = f"composite CWS {width}x{height} ({block[0]}x{block[1]}) JPEG Q={quality}"
+    if slide.magnification:
+        fields += f"|AppMag = {slide.magnification:g}"
+    if slide.mpp:
+        fields += f"|MPP = {slide.mpp[0]:g}"
+    return fields
+
+
+def _header(
+    slide: Slide, grid: TileGrid, zoom: int, frame: _Frame, *, quality: int, description: str
+) -> list[str]:
+    mpp = f"{slide.mpp[0]:g}" if slide.mpp else ""
+    return [
+        "[Header]",
+        f"iImageWidth={grid.tile_width}",
+        f"iImageHeight={grid.tile_height}",
+        f"lXStepSize={UNITS * zoom * grid.tile_width}",
+        f"lYStepSize={UNITS * zoom * grid.tile_height}",
+        f"lXStageRef={frame.ref_x}",
+        f"lYStageRef={frame.ref_y}",
+        "lXOffset=0",
+        "lYOffset=0",
+        f"dMagnification={slide.magnification:g}" if slide.magnification else "dMagnification=",
+        f"tMPP={mpp}",
+        "tImageType=.jpg",
+        f"iFinalImageQuality={quality}",
+        f"iAnalysisImageCount={grid.tile_count}",
+        f"iZoom={zoom}",
+        f"tDescription={description}",
+    ]
+
+
+def _block_bytes(tile: EncodedTile) -> bytes:
+    """A standalone JPEG any browser decodes with OpenSlide's colours (FORMATS §3.5)."""
+    return codecs.standalone_jpeg(tile.data, tables=tile.encoding.jpeg_tables, rgb=tile.encoding.rgb)
+
+
+class _Plan:
+    """Everything decided before the first block: levels, grids, frame, header fields."""
+
+    def __init__(self, slide: Slide, levels: list[Level], options: WriteOptions, block: tuple[int, int]) -> None:
+        self.slide = slide
+        self.levels = levels
+        self.quality = options.quality or DEFAULT_JPEG_QUALITY
+        self.rgb = not bool(options.extra.get("ycbcr", False))  # RGB: ~47 dB at Q90 on H&E, 4:2:0 ~38
+        self.workers = options.workers
+        self.grids = [TileGrid(level.width, level.height, *block) for level in levels]
+        self.zooms = [4**index for index in range(len(levels))]
+        self.frame = _Frame(*slide.dimensions, self.grids, self.zooms)
+        self.description = _description(slide, block, self.quality)
+        base = slide.dimensions
+        self.planes = {
+            name: planes[0]
+            for name, planes in sorted(slide.focal_planes.items())
+            if _PLANE.fullmatch(name) and planes and planes[0].dimensions == base
+        }
+
+    def method(self, index: int) -> Method:
+        level, grid = self.levels[index], self.grids[index]
+        if is_copyable(level, grid, "jpeg"):
+            return "copy"
+        return "downsample" if isinstance(level, DownsampledLevel) else "reencode"
+
+    def level_quality(self, index: int) -> int:
+        """The quality of a level's blocks: the source's when they are copied and it is known."""
+        encoding = self.levels[index].encoding
+        if self.method(index) != "copy" or encoding is None:
+            return self.quality
+        if encoding.quality:
+            return encoding.quality
+        match = _APERIO_QUALITY.search(self.slide.description or "")
+        return int(match.group(1)) if match else self.quality
+
+    def header(self, index: int) -> list[str]:
+        return _header(
+            self.slide,
+            self.grids[index],
+            self.zooms[index],
+            self.frame,
+            quality=self.level_quality(index),
+            description=self.description,
+        )
+
+    def main_header(self) -> list[str]:
+        slide = self.slide
+        count = len(self.levels)
+        lines = self.header(0)
+        lines.remove("iZoom=1")
+        lines += [
+            f"iLayers={1 + len(self.planes)}",
+            f"iLevels={count}",
+            "bHasThumb=1",
+            f"bHasLabel={int('label' in slide.associated)}",
+            f"bHasMacro={int('macro' in slide.associated)}",
+            f"tWebSlideTitle={slide.path.name}",
+        ]
+        for index, grid in enumerate(self.grids):
+            lines += [
+                f"[Level{index}]",
+                f"iZoom={self.zooms[index]}",
+                f"iWidth={grid.width}",
+                f"iHeight={grid.height}",
+                f"iQuality={self.level_quality(index)}",
+                f"iBlockWidth={grid.tile_width}",
+                f"iBlockHeight={grid.tile_height}",
+                f"tIniFile={level_ini_name(index, count)}",
+            ]
+        return lines
+
+    def tiles(self, level: Level, grid: TileGrid, progress: ProgressCallback, stage: str) -> Iterator[EncodedTile]:
+        return encoded_tiles(
+            level,
+            grid,
+            compression="jpeg",
+            quality=self.quality,
+            rgb=self.rgb,
+            workers=self.workers,
+            progress=progress,
+            stage=stage,
+        )
+
+
+def _write_level(plan: _Plan, index: int, directory: Path, progress: ProgressCallback) -> LevelReport:
+    level, grid, zoom = plan.levels[index], plan.grids[index], plan.zooms[index]
+    lines = plan.main_header() if index == 0 else plan.header(index)
+    copied = 0
+    with (directory / level_ini_name(index, len(plan.levels))).open("w", encoding="utf-8", newline="\n") as ini:
+        ini.write("\n".join(lines) + "\n")
+        for tile in plan.tiles(level, grid, progress, f"level {index}"):
+            name = block_name(index, tile.row * grid.cols + tile.col)
+            (directory / f"{name}.jpg").write_bytes(_block_bytes(tile))
+            x, y = plan.frame.block(grid, zoom, tile.col, tile.row)
+            ini.write(f"[{name}]\nx={x}\ny={y}\nz=0\n")
+            copied += tile.copied
+    return LevelReport(
+        index=index,
+        width=grid.width,
+        height=grid.height,
+        downsample=level.downsample,
+        method=plan.method(index),
+        tile_width=grid.tile_width,
+        tile_height=grid.tile_height,
+        compression="jpeg",
+        copied_tiles=copied,
+    )
+
+
+def _write_planes(plan: _Plan, directory: Path, progress: ProgressCallback) -> None:
+    grid = plan.grids[0]
+    for name, level in plan.planes.items():
+        for tile in plan.tiles(level, grid, progress, f"focal plane {name}"):
+            number = tile.row * grid.cols + tile.col
+            (directory / f"{block_name(0, number)}_{name}.jpg").write_bytes(_block_bytes(tile))
+
+
+def write(
+    slide: Slide, dst: str | Path, *, options: WriteOptions | None = None, progress: ProgressCallback | None = None
+) -> ConversionReport:
+    """Write ``slide`` as a CWS directory at ``dst``; see the module docstring for the layout.
+
+    An existing empty directory at ``dst`` is used; a non-empty one needs ``options.overwrite``.
+    """
+    dst = Path(dst)
+    options = options or WriteOptions()
+    report = progress or no_progress
+    if options.compression not in (None, "jpeg"):
+        raise UnsupportedFormatError(f"{dst}: CWS blocks are JPEG, not {options.compression}")
+    block = _block_size(slide, options)
+    overwrite = options.overwrite or (dst.is_dir() and not dst.is_symlink() and not any(dst.iterdir()))
+    with atomic_output(dst, overwrite=overwrite, directory=True) as tmp:
+        levels = pyramid_levels(
+            slide,
+            factor=4,
+            min_size=WHOLE_SLIDE - 1,
+            tile_size=block,
+            workers=options.workers,
+            spool_dir=tmp.parent,
+        )
+        try:
+            plan = _Plan(slide, levels, options, block)
+            reports = [_write_level(plan, index, tmp, report) for index in range(len(levels))]
+            _write_planes(plan, tmp, report)
+        finally:
+            close_levels(levels)
+        associated = write_companions(slide, tmp, quality=plan.quality)
+    return ConversionReport(destination=dst, format="cws", levels=reports, associated=associated)
