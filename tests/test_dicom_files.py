@@ -173,7 +173,7 @@ def lut_item(table: NDArray[Any], first: int, bits: int) -> Dataset:
     """A Modality/VOI LUT Sequence item."""
     item = Dataset()
     item.LUTDescriptor = [len(table) if len(table) < 65536 else 0, first, bits]
-    item.LUTData = [int(v) for v in table]
+    item.add_new("LUTData", "OW", np.asarray(table, "<u2").tobytes())
     return item
 
 

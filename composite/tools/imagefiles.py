@@ -10,7 +10,6 @@ memory is one band. Every file is written under a temporary name and renamed at 
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from PIL import Image
 
 from ..codecs import RGBArray
 from ..errors import LimitError, OutputExistsError
+from ..output import atomic_output
 from ..progress import ProgressCallback, no_progress
 
 ImageFormat = Literal["jpeg", "png", "tiff"]
@@ -83,14 +83,8 @@ def check_fits(what: str, width: int, height: int, fmt: ImageFormat, *, memory_b
 
 def write_atomic(dst: Path, writer: Callable[[Path], object], *, overwrite: bool) -> None:
     """Call ``writer`` on a temporary name beside ``dst``, then rename it to ``dst``."""
-    if dst.exists() and not overwrite:
-        raise OutputExistsError(f"{dst}: already exists (use --overwrite to replace it)")
-    tmp = dst.with_name(f".{dst.name}.partial")
-    try:
+    with atomic_output(dst, overwrite=overwrite) as tmp:
         writer(tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_bytes(dst: Path, data: bytes, *, overwrite: bool) -> None:

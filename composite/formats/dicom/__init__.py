@@ -14,6 +14,7 @@ want), files without the Part 10 preamble, and what the submodules list.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,12 @@ def sniff(path: Path) -> bool:
 
 
 def open_slide(path: Path) -> Slide:
+    with warnings.catch_warnings():  # pydicom warns about odd values as it converts them
+        warnings.simplefilter("ignore")
+        return _open(path)
+
+
+def _open(path: Path) -> Slide:
     if path.is_dir():
         return _open_directory(path)
     header = read_header(path, tags=_SERIES_TAGS)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,7 +70,9 @@ def read_header(path: Path, *, tags: list[str] | None = None) -> Any:
     """The dataset of ``path`` without its pixel data (``tags``: only these keywords)."""
     pydicom = import_pydicom(path)
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+        with warnings.catch_warnings():  # pydicom warns about odd values; the library never prints
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
     except (pydicom.errors.InvalidDicomError, ValueError, EOFError, OSError, KeyError, struct.error) as err:
         raise FormatError(f"{path}: not a readable DICOM file ({err})") from err
 
@@ -96,7 +99,9 @@ class Instance:
         try:
             with os.fdopen(os.dup(self._fd), "rb") as fh:
                 try:
-                    ds = pydicom.dcmread(fh, stop_before_pixels=True)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        ds = pydicom.dcmread(fh, stop_before_pixels=True)
                 except (pydicom.errors.InvalidDicomError, ValueError, EOFError, KeyError, struct.error) as err:
                     raise FormatError(f"{path}: not a readable DICOM file ({err})") from err
                 pixel_pos = fh.tell()
