@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import CompositeError
 
-COMMAND_MODULES = ("info", "export", "serve", "convert")
+COMMAND_MODULES = ("info", "export", "quality", "serve", "convert", "compose")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,11 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
+    """Library warnings (a CWS's missing blocks) as one line, like errors, without source lines."""
+    print(f"wsi-composite: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code: int = args.func(args)
     except CompositeError as err:
         print(f"wsi-composite: error: {err}", file=sys.stderr)
         return 2
