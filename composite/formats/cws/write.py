@@ -93,9 +93,7 @@ def _description(slide: Slide, block: tuple[int, int], quality: int) -> str:
     return fields
 
 
-def _header(
-    slide: Slide, grid: TileGrid, zoom: int, frame: _Frame, *, quality: int, description: str
-) -> list[str]:
+def _header(slide: Slide, grid: TileGrid, zoom: int, frame: _Frame, *, quality: int, description: str) -> list[str]:
     mpp = f"{slide.mpp[0]:g}" if slide.mpp else ""
     return [
         "[Header]",
