@@ -44,6 +44,7 @@ WRITERS: dict[str, str] = {
     "svs": "composite.formats.tiffwrite:write_svs",
     "tiff": "composite.formats.tiffwrite:write_tiff",
     "cws": "composite.formats.cws.write:write",
+    "aci": "composite.formats.aci.split:write",
 }
 _EXTENSIONS = {".svs": "svs", ".tif": "tiff", ".tiff": "tiff", ".aci": "aci"}
 

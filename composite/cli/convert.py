@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from ..convert import COMPRESSIONS, WRITERS, WriteOptions, convert
+from .compose import add_convert_options, convert_extra, convert_source
 from .progress import progress_bar
 
 
@@ -63,6 +64,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--workers", type=_workers, metavar="N", help="threads for decoding/encoding (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_convert_options(parser)  # --piece-size, --piece-format, --allow-outside (ACI)
     parser.set_defaults(func=run)
 
 
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {"bigtiff": args.bigtiff}
     if args.ome:
         extra["ome"] = True
+    extra.update(convert_extra(args))
     options = WriteOptions(
         tile_size=args.tile_size,
         compression=args.compression,
@@ -78,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         extra=extra,
     )
-    with progress_bar(quiet=args.quiet) as progress:
-        report = convert(args.source, args.destination, to=args.to, options=options, progress=progress)
+    with progress_bar(quiet=args.quiet) as progress, convert_source(args) as source:
+        report = convert(source, args.destination, to=args.to, options=options, progress=progress)
     print(f"{report.destination}  [{report.format}]")
     for line in report.summary():
         print(f"  {line}")

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .reader import MAX_DEPTH, NAME, open_slide
+from .reader import MAX_DEPTH, NAME, open_slide, open_source
 from .sniff import looks_like_aci
 
-__all__ = ["MAX_DEPTH", "NAME", "open_slide", "sniff"]
+__all__ = ["MAX_DEPTH", "NAME", "open_slide", "open_source", "sniff"]
 
 
 def sniff(path: Path) -> bool:

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from ...codecs import RGBArray
+from ...codecs import RGBArray, TileEncoding, merge_jpeg_tables
 from ...geometry import Box, TileGrid
 from ...model import WHITE, Level, Slide
 from ...resample import box_downsample, resize
-from .components import ComponentPool, best_level
+from .components import ComponentPool, best_level, own_level
 
 STRIP_PIXELS = 16_000_000  # pixels read at once when a component must be reduced a lot
 
@@ -80,20 +80,42 @@ class LayerIndex:
 
 
 class CompositeTileReader:
-    """Tiles of one level of one layer, painted from the components under each tile."""
+    """Tiles of one level of one layer, painted from the components under each tile.
 
-    def __init__(self, index: LayerIndex, grid: TileGrid, downsample: int, pool: ComponentPool) -> None:
+    With ``encoding`` (JPEG, when every component stores this level as JPEG tiles of the grid's
+    size), a tile that lies inside a single component, on that component's tile grid, is also
+    offered as the component's stored bytes (tables inlined), so a writer can copy it.
+    """
+
+    def __init__(
+        self,
+        index: LayerIndex,
+        grid: TileGrid,
+        downsample: int,
+        pool: ComponentPool,
+        *,
+        encoding: TileEncoding | None = None,
+    ) -> None:
         self._index = index
         self._grid = grid
         self._downsample = downsample
         self._pool = pool
+        self._encoding = encoding
 
     @property
-    def encoding(self) -> None:
-        return None
+    def encoding(self) -> TileEncoding | None:
+        return self._encoding
 
     def read_encoded(self, col: int, row: int) -> bytes | None:
-        return None
+        if self._encoding is None:
+            return None
+        tile = self._grid.tile_box(col, row)
+        d = self._downsample
+        hits = self._index.under(Box(tile.x * d, tile.y * d, tile.width * d, tile.height * d))
+        if len(hits) != 1:
+            return None
+        with self._pool.use(self._index.paths[self._index.files[hits[0]]]) as component:
+            return stored_tile(component, self._index.rect(int(hits[0])), tile, d, self._grid, self._encoding)
 
     def read_tile(self, col: int, row: int) -> RGBArray:
         tile = self._grid.tile_box(col, row)
@@ -122,6 +144,37 @@ def paint(out: RGBArray, tile: Box, downsample: int, rect: Box, component: Slide
     lx1, ly1 = math.ceil(qx1 / ds), math.ceil(qy1 / ds)
     pixels = read_reduced(level, Box(lx0, ly0, lx1 - lx0, ly1 - ly0), (part.width, part.height))
     out[part.y - tile.y : part.bottom - tile.y, part.x - tile.x : part.right - tile.x] = pixels
+
+
+def stored_tile(
+    component: Slide, rect: Box, tile: Box, downsample: int, grid: TileGrid, encoding: TileEncoding
+) -> bytes | None:
+    """The component's stored tile that is exactly composite ``tile``, or None when there is none.
+
+    Needs the component's own level at this downsample, placed on whole pixels of it, with the
+    same tile size and codec, and ``tile`` inside both the component's footprint and its level:
+    then painting would show exactly that tile's pixels.
+    """
+    d = downsample
+    if rect.x % d or rect.y % d:
+        return None
+    level = own_level(component, d)
+    own = level.encoding if level is not None else None
+    if level is None or own is None or (own.compression, own.rgb) != (encoding.compression, encoding.rgb):
+        return None
+    fx, fy = rect.x // d, rect.y // d
+    footprint = rect.scaled_outward(d)
+    inside = Box(fx, fy, min(footprint.right, fx + level.width) - fx, min(footprint.bottom, fy + level.height) - fy)
+    cx, cy = tile.x - fx, tile.y - fy
+    lg = level.grid
+    if tile.intersection(inside) != tile or (lg.tile_width, lg.tile_height) != (grid.tile_width, grid.tile_height):
+        return None
+    if cx % lg.tile_width or cy % lg.tile_height:
+        return None
+    data = level.read_encoded_tile(cx // lg.tile_width, cy // lg.tile_height)
+    if data is None:
+        return None
+    return merge_jpeg_tables(data, own.jpeg_tables) if own.compression == "jpeg" else data
 
 
 def read_reduced(level: Level, box: Box, size: tuple[int, int]) -> RGBArray:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...codecs import TileEncoding
 from ...model import Level, Slide
 
 DEFAULT_MAX_OPEN = 32
@@ -38,27 +39,48 @@ def nominal_downsample(downsample: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
+class LevelInfo:
+    """One level of a component: nominal downsample, tile size, and how its tiles are stored.
+
+    ``tiled`` is False for plain image files, whose one "tile" is the whole file.
+    """
+
+    downsample: float
+    tile_size: tuple[int, int]
+    tiled: bool
+    encoding: TileEncoding | None
+
+
+@dataclass(frozen=True, slots=True)
 class ComponentInfo:
     """What the composite needs to know about a component file without reading pixels."""
 
     width: int
     height: int
-    downsamples: tuple[float, ...]
-    tile_size: tuple[int, int]
+    levels: tuple[LevelInfo, ...]
     mpp: tuple[float, float] | None
     magnification: float | None
 
     @classmethod
     def of(cls, slide: Slide) -> ComponentInfo:
         base = slide.levels[0]
-        return cls(
-            base.width,
-            base.height,
-            tuple(nominal_downsample(level.downsample) for level in slide.levels),
-            (base.grid.tile_width, base.grid.tile_height),
-            slide.mpp,
-            slide.magnification,
+        levels = tuple(
+            LevelInfo(
+                1.0 if index == 0 else nominal_downsample(level.downsample),
+                (level.grid.tile_width, level.grid.tile_height),
+                slide.format != "image",  # a whole JPEG file (EXIF, progressive...) is no TIFF tile
+                level.encoding,
+            )
+            for index, level in enumerate(slide.levels)
         )
+        return cls(base.width, base.height, levels, slide.mpp, slide.magnification)
+
+    @property
+    def downsamples(self) -> tuple[float, ...]:
+        return tuple(level.downsample for level in self.levels)
+
+    def level_at(self, downsample: float) -> LevelInfo | None:
+        return next((level for level in self.levels if level.downsample == downsample), None)
 
 
 def best_level(slide: Slide, downsample: float) -> tuple[Level, float]:
@@ -69,6 +91,13 @@ def best_level(slide: Slide, downsample: float) -> tuple[Level, float]:
         if best_ds < ds <= downsample * (1 + 1e-9):
             best, best_ds = level, ds
     return best, best_ds
+
+
+def own_level(slide: Slide, downsample: int) -> Level | None:
+    """The level of ``slide`` whose nominal downsample is exactly ``downsample``, if any."""
+    if downsample == 1:
+        return slide.levels[0]
+    return next((lv for lv in slide.levels[1:] if nominal_downsample(lv.downsample) == downsample), None)
 
 
 class _Entry:

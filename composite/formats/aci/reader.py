@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ... import registry
+from ...codecs import TileEncoding
 from ...errors import CompositeError, FormatError, LimitError, UnsafePathError, where
 from ...geometry import TileGrid
 from ...model import Level, Slide
@@ -45,6 +46,14 @@ def open_slide(path: str | Path, *, allow_outside: bool = False, max_open: int =
         raise
     slide.closers.append(pool.close)
     return slide
+
+
+def open_source(path: str | Path, *, allow_outside: bool = False) -> Slide:
+    """Open any slide as :func:`composite.registry.open_slide` does, honouring ``allow_outside`` for ACI."""
+    path = Path(path)
+    if allow_outside and registry.detect_format(path).NAME == NAME:
+        return open_slide(path, allow_outside=True)
+    return registry.open_slide(path)
 
 
 class _Opener:
@@ -135,15 +144,14 @@ def _build(
         raise LimitError(f"{path}: canvas {canvas_w} x {canvas_h} px is more than the {MAX_CANVAS_PIXELS:.0e} allowed")
     main = max(range(len(infos)), key=lambda i: (infos[i].width * infos[i].height, -i))
     downsamples = _downsamples(infos[main], canvas_w, canvas_h)
-    tile = infos[main].tile_size
-    if not all(128 <= t <= 1024 for t in tile):
-        tile = (DEFAULT_TILE, DEFAULT_TILE)
+    tile = _tile_size(infos[main])
+    encodings = {d: _copy_encoding(infos, d, tile) for d in downsamples}
 
     def levels_of(index: LayerIndex) -> list[Level]:
         levels = []
         for d in downsamples:
             grid = TileGrid(-(-canvas_w // d), -(-canvas_h // d), *tile)
-            levels.append(Level(grid, float(d), CompositeTileReader(index, grid, d, pool)))
+            levels.append(Level(grid, float(d), CompositeTileReader(index, grid, d, pool, encoding=encodings[d])))
         return levels
 
     nominal = next((i for i, (layer, _) in enumerate(layers) if layer.z == 0), 0)
@@ -167,6 +175,27 @@ def _downsamples(main: ComponentInfo, width: int, height: int) -> list[int]:
         if ds.is_integer() and ds > result[-1] and max(width, height) / ds >= 1:
             result.append(int(ds))
     return result
+
+
+def _tile_size(main: ComponentInfo) -> tuple[int, int]:
+    """The largest component's tile size when it is tiled (aligned pieces then copy), else 512."""
+    base = main.levels[0]
+    if base.tiled and all(128 <= t <= 2048 and t % 16 == 0 for t in base.tile_size):
+        return base.tile_size
+    return DEFAULT_TILE, DEFAULT_TILE
+
+
+def _copy_encoding(infos: list[ComponentInfo], downsample: int, tile: tuple[int, int]) -> TileEncoding | None:
+    """JPEG when every component stores this level as tiled JPEG of the composite's tile size."""
+    kinds = set()
+    for info in infos:
+        level = info.level_at(float(downsample))
+        if level is None or not level.tiled or level.tile_size != tile or level.encoding is None:
+            return None
+        if level.encoding.compression != "jpeg":
+            return None
+        kinds.add(level.encoding.rgb)
+    return TileEncoding("jpeg", rgb=kinds.pop()) if len(kinds) == 1 else None
 
 
 def _z_name(z: float) -> str:
