@@ -137,7 +137,7 @@ def _scanner_ini(
 
 def write_scanner_cws(
     source: Path, out: Path, *, block: tuple[int, int] = (752, 480), overlap: int = 16,
-    overview_downsample: int = 8, overview_margin: int = 400, quality: int = 92,
+    overview_downsample: int = 8, overview_margin: int = 400, quality: int = 95,
 ) -> Path:
     """Scanner-style: overlapping blocks over the whole source, white beyond it, and an overview.
 

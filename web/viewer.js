@@ -155,6 +155,8 @@
       crossOriginPolicy: "Anonymous",
       timeout: 60000,
     });
+    // A control, so the bar stays in the viewer's bottom-left corner whatever the page layout.
+    viewer.addControl($("scalebar"), { anchor: global.OpenSeadragon.ControlAnchor.BOTTOM_LEFT, autoFade: false });
     viewer.addHandler("animation", updateScaleBar);
     viewer.addHandler("open", updateScaleBar);
     viewer.addHandler("resize", updateScaleBar);

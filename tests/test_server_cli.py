@@ -1,0 +1,107 @@
+"""``wsi-composite serve`` as a user runs it: the printed URL, the access log, clean stops on
+SIGINT/SIGTERM, one-line errors; and the viewer files shipped with the package."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from composite.server import web_directory
+from tests.cws_fixtures import write_scanner_cws
+from tests.http_servers import composite_server
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory, synthetic_svs: Path) -> Path:
+    root = tmp_path_factory.mktemp("serve-cli")
+    write_scanner_cws(synthetic_svs, root / "slide one")
+    return root
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.read()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_logs_and_stops_cleanly(root: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    log = tmp_path / "stderr.txt"
+    with composite_server(root, log=log) as (url, process):
+        status, body = _get(url + "api/slides")
+        assert status == 200
+        assert [s["name"] for s in json.loads(body)] == ["slide one"]
+        status, _ = _get(url + "slides/slide%20one/Da0.jpg")
+        assert status == 200
+        process.send_signal(sig)
+        assert process.wait(timeout=15) == 0
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass  # nothing listens any more
+    text = log.read_text()
+    assert re.search(r'127\.0\.0\.1 "GET /api/slides HTTP/1\.1" 200 \d+', text), text
+    assert '"GET /slides/slide%20one/Da0.jpg HTTP/1.1" 200' in text
+    assert "stopped" in text and "Traceback" not in text
+
+
+def test_quiet_has_no_access_log(root: Path, tmp_path: Path) -> None:
+    log = tmp_path / "stderr.txt"
+    with composite_server(root, "--quiet", log=log) as (url, _):
+        assert _get(url + "api/slides")[0] == 200
+    assert "GET /api/slides" not in log.read_text()
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "composite", "serve", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_missing_root_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = _run(str(tmp_path / "nope"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"wsi-composite: error: {tmp_path / 'nope'}: not a directory"
+
+
+def test_busy_port_is_one_line_exit_2(root: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = _run(str(root), "--port", str(port))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"wsi-composite: error: 127.0.0.1:{port}: cannot listen")
+
+
+def test_vendored_openseadragon_matches_the_pinned_npm_package() -> None:
+    lock = json.loads((REPO / "package-lock.json").read_text())
+    pinned = lock["packages"]["node_modules/openseadragon"]["version"]
+    assert json.loads((REPO / "package.json").read_text())["devDependencies"]["openseadragon"] == pinned
+    vendor = REPO / "web" / "vendor" / "openseadragon"
+    assert (vendor / "openseadragon.min.js").read_text()[:60].startswith(f"//! openseadragon {pinned}\n")
+    assert "BSD" in (vendor / "LICENSE.txt").read_text() or "Redistribution" in (vendor / "LICENSE.txt").read_text()
+    assert (vendor / "images" / "zoomin_rest.png").is_file()
+
+
+def test_package_data_ships_every_viewer_file() -> None:
+    assert web_directory().resolve() == (REPO / "web").resolve()
+    assert (REPO / "composite" / "web").resolve() == (REPO / "web").resolve()  # the symlink wheels follow
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["composite"]
+    files = [p.relative_to(REPO).as_posix() for p in (REPO / "web").rglob("*") if p.is_file()]
+    assert "web/index.html" in files
+    missing = [f for f in files if not any(fnmatch.fnmatchcase(f, p) and "/" not in f[len(p.rsplit("/", 1)[0]) + 1 :]
+                                             for p in patterns)]
+    assert missing == []
