@@ -3,9 +3,10 @@
 ``SlideThumb.jpg`` is 1024 px wide and ``Ss1.jpg`` 1/16 of the base resolution (capped at
 8192 px on the long side), both computed from the lower levels just written: never from level 0
 when the slide has another level (a slide under 4096 px wide gets a thumbnail upscaled from
-level 1), so copying a slide's level 0 never decodes it. ``Label.jpg``/``Macro.jpg`` copy the source's label and
-macro: a JPEG is copied as a standalone JPEG (tables merged, Adobe marker for RGB), anything else
-(Aperio's LZW label) is encoded. Ss1 is one JPEG, so up to 8192 x 8192 px are held at once.
+level 1), so copying a slide's level 0 never decodes it. ``Label.jpg``/``Macro.jpg`` copy the
+source's label and macro: a JPEG is copied as a standalone JPEG (tables merged, Adobe marker for
+RGB), anything else (Aperio's LZW label) is encoded. Each image is held whole once (a JPEG is
+encoded at once), so memory peaks at Ss1's size (at most 8192 x 8192 px) plus one strip read.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from ... import codecs
 from ...codecs import RGBArray
-from ...model import AssociatedImage, Slide
-from ...resample import level_thumbnail
+from ...model import AssociatedImage, Level, Slide
+from ...resample import box_downsample, resize
 from .read import open_slide
 
 THUMB_WIDTH = 1024
 SS1_DOWNSAMPLE = 16
 SS1_MAX = 8192
+CHUNK = 4096  # px of a level read at once across, when scaling it down
 _COMPANION_QUALITY = 90
 
 
@@ -33,7 +37,29 @@ def _scaled(written: Slide, size: tuple[int, int]) -> RGBArray:
     level = candidates[-1] if candidates else written.levels[-1]
     if level is written.levels[0] and len(written.levels) > 1:
         level = written.levels[1]
-    return level_thumbnail(level, size)
+    return _reduce(level, size)
+
+
+def _reduce(level: Level, size: tuple[int, int]) -> RGBArray:
+    """``level`` scaled to ``size``, read in pieces of about one block row by CHUNK px, so memory
+    holds the output and one piece (resample.level_thumbnail holds up to 16 Mpx strips)."""
+    width, height = size
+    factor = max(1, min(level.width // width, level.height // height))
+    rows = max(factor, level.grid.tile_height // factor * factor)
+    chunk = max(factor, CHUNK // factor * factor)
+    out = np.empty((height, width, 3), np.uint8)
+    done = 0
+    for y in range(0, level.height, rows):
+        strip_rows = min(rows, level.height - y)
+        pieces = [
+            box_downsample(level.read_region(x, y, min(chunk, level.width - x), strip_rows), factor)
+            for x in range(0, level.width, chunk)
+        ]
+        end = round((y + strip_rows) * height / level.height)
+        if end > done:
+            out[done:end] = resize(np.concatenate(pieces, axis=1), (width, end - done))
+            done = end
+    return out
 
 
 def _fit(width: int, height: int, limit: int) -> tuple[int, int]:
