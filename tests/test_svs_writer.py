@@ -35,7 +35,7 @@ def openslide_level(path: Path, level: int) -> NDArray[np.uint8]:
 def reference_level(
     source: Path, downsample: float, size: tuple[int, int], *, base_only: bool = False
 ) -> NDArray[np.uint8]:
-    """What a level of ``downsample`` should show: the source's level there, or 4x box means of one above.
+    """What a level of ``downsample`` should show: the source's level there, or box means of one above.
 
     ``base_only``: the source was converted from level 0 alone, so start from level 0.
     """
@@ -43,9 +43,11 @@ def reference_level(
         index = 0 if base_only else slide.get_best_level_for_downsample(downsample + 0.5)
         ratio = downsample / slide.level_downsamples[index]
     pixels = openslide_level(source, index)
-    while ratio > 2:
+    while ratio > 3.5:  # in 4x steps, the way the writer computes levels
         pixels = box_downsample(pixels, 4)
         ratio /= 4
+    if round(ratio) >= 2:
+        pixels = box_downsample(pixels, round(ratio))
     return pixels[: size[1], : size[0]]
 
 
@@ -224,3 +226,40 @@ def test_bioformats_reads_svs(source: Path, tmp_path: Path) -> None:
     # Bio-Formats shows the pyramid (with its resolutions), then label and macro; it hides the thumbnail.
     assert series[0] == {"Resolutions": len(report.levels), "Width": 2000, "Height": 1500}
     assert [(s["Width"], s["Height"]) for s in series[1:]] == [(387, 463), (1280, 463)]
+
+
+def test_ycbcr_jpeg_tiff_source_is_copied_with_its_photometric(synthetic_tiff: Path, tmp_path: Path) -> None:
+    dst, report = _convert(synthetic_tiff, tmp_path, "from_tiff.svs")
+    assert report.levels[0].method == "copy" and report.levels[0].tile_width == 256
+    with tifffile.TiffFile(dst) as tif:
+        page = tif.pages[0]
+        assert page.photometric == tifffile.PHOTOMETRIC.YCBCR and page.tags["YCbCrSubSampling"].value == (2, 2)
+    for index, level in enumerate(report.levels):
+        if level.method == "copy":
+            assert np.array_equal(openslide_level(dst, index), openslide_level(synthetic_tiff, index))
+
+
+def test_real_aperio_slide_round_trips(openslide_data: Path, tmp_path: Path) -> None:
+    source = openslide_data / "small.svs"
+    dst, report = _convert(source, tmp_path, "small.svs")
+    assert [(lvl.method, lvl.tile_width) for lvl in report.levels] == [("copy", 64)]
+    assert np.array_equal(openslide_level(dst, 0), openslide_level(source, 0))
+    with openslide.OpenSlide(source) as src, openslide.OpenSlide(dst) as out:
+        for key, value in src.properties.items():
+            if key.startswith("aperio.") or key in ("openslide.mpp-x", "openslide.objective-power"):
+                assert out.properties[key] == value, key
+        assert out.associated_images["thumbnail"].size == (15, 15)
+
+
+def test_generic_tiff_without_jpeg_is_reencoded(openslide_data: Path, tmp_path: Path) -> None:
+    source = openslide_data / "boxes.tiff"
+    dst, report = _convert(source, tmp_path, "boxes.svs", extra={"min_level_size": 64})
+    # own levels at 1x and 4x (deflate: re-encoded); 16x from the 8x level, halved
+    assert [lvl.method for lvl in report.levels] == ["reencode", "reencode", "downsample"]
+    with openslide.OpenSlide(dst) as out:
+        assert out.properties["openslide.vendor"] == "aperio"
+        assert float(out.properties["openslide.mpp-x"]) == pytest.approx(352.7777798337701)
+        assert "openslide.objective-power" not in out.properties
+    for index, level in enumerate(report.levels):
+        want = reference_level(source, level.downsample, (level.width, level.height))
+        assert psnr(openslide_level(dst, index), want) >= 38, index

@@ -87,9 +87,7 @@ def _tile_size(slide: Slide, options: WriteOptions, default: int) -> tuple[int, 
             )
         return width, height
     grid = slide.levels[0].grid
-    tiled = grid.tile_width < grid.width or grid.tile_height < grid.height
-    multiple = grid.tile_width % 16 == 0 and grid.tile_height % 16 == 0
-    if tiled and multiple and max(grid.tile_width, grid.tile_height) <= 2048:
+    if grid.tile_width % 16 == 0 and grid.tile_height % 16 == 0 and max(grid.tile_width, grid.tile_height) <= 2048:
         return grid.tile_width, grid.tile_height
     return default, default
 

@@ -34,17 +34,43 @@ _TOO_LARGE = "too large for non-BigTIFF"
 
 
 def aperio_fields(slide: Slide) -> str:
-    """``|AppMag = ..|MPP = ..|key = value...``: standard fields first, then the source's others."""
+    """``|AppMag = ..|MPP = ..|key = value...``: standard fields first, then the source's others.
+
+    An Aperio source's fields are copied as written (``MPP = 0.4990`` stays that string, so
+    readers show the same values); other sources contribute their ``aperio.*`` properties.
+    """
+    raw = _source_fields(slide)
     fields = []
     if slide.magnification is not None:
-        fields.append(f"AppMag = {slide.magnification:g}")
+        fields.append(f"AppMag = {_same(raw.get('AppMag'), slide.magnification) or f'{slide.magnification:g}'}")
     if slide.mpp is not None:
-        fields.append(f"MPP = {slide.mpp[0]!r}")
-    for key, value in slide.properties.items():
-        name = key.removeprefix("aperio.")
-        if key.startswith("aperio.") and name not in _OWN_FIELDS and name and "=" not in name:
+        fields.append(f"MPP = {_same(raw.get('MPP'), slide.mpp[0]) or repr(slide.mpp[0])}")
+    if not raw:
+        raw = {k.removeprefix("aperio."): v for k, v in slide.properties.items() if k.startswith("aperio.")}
+    for name, value in raw.items():
+        if name not in _OWN_FIELDS and name and "=" not in name:
             fields.append(f"{_clean(name)} = {_clean(value)}")
     return "".join(f"|{field}" for field in fields)
+
+
+def _source_fields(slide: Slide) -> dict[str, str]:
+    """The ``key = value`` items of an Aperio source description, as strings exactly as written."""
+    if not (slide.description or "").startswith("Aperio"):
+        return {}
+    fields = {}
+    for item in (slide.description or "").split("|")[1:]:
+        key, sep, value = item.partition("=")
+        if sep:
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def _same(text: str | None, value: float) -> str | None:
+    """``text`` when it is a number equal to ``value`` (keep the source's spelling), else None."""
+    try:
+        return text if text is not None and float(text) == value else None
+    except ValueError:
+        return None
 
 
 def _clean(text: str) -> str:
