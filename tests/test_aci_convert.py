@@ -158,3 +158,12 @@ def test_convert_cli_refuses_traversal_and_allow_outside_trusts(tmp_path: Path) 
     )
     assert trusted.returncode == 0, trusted.stderr
     np.testing.assert_array_equal(openslide_pixels(tmp_path / "x.tif"), pattern(20, 30, 3))
+
+
+def test_compose_cli_usage_errors(tmp_path: Path) -> None:
+    Image.fromarray(pattern(10, 10, 1)).save(tmp_path / "a.png")
+    result = run("compose", tmp_path / "o.aci", tmp_path / "a.png", "--grid", "2x1")
+    assert result.returncode == 2 and "--grid 2x1 needs 2 images, got 1" in result.stderr
+    result = run("compose", tmp_path / "o.aci", "--offsets", tmp_path / "none.csv")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "none.csv" in result.stderr
+    assert not (tmp_path / "o.aci").exists()

@@ -263,3 +263,14 @@ def test_sniffed_by_content(tmp_path: Path) -> None:
     (tmp_path / "bad.aci").write_text("ok.png 0 0\nok.png zero 0\n")
     with pytest.raises(FormatError, match=r"bad\.aci:2: "):
         composite.open_slide(tmp_path / "bad.aci")
+
+
+def test_canvas_limit_from_real_sizes(tmp_path: Path) -> None:
+    Image.fromarray(pattern(10, 10, 1)).save(tmp_path / "t.png")
+    (tmp_path / "edge.aci").write_text("t.png 999990 999990\n")  # exactly 10^12 px
+    with open_slide(tmp_path / "edge.aci") as slide:
+        assert slide.dimensions == (1_000_000, 1_000_000)
+        np.testing.assert_array_equal(slide.read_region((999_990, 999_990), 0, (10, 10)), pattern(10, 10, 1))
+    (tmp_path / "over.aci").write_text("t.png 999991 999991\n")
+    with pytest.raises(LimitError, match=r"over\.aci: canvas 1000001 x 1000001 px is more than"):
+        open_slide(tmp_path / "over.aci")

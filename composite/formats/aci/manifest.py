@@ -39,6 +39,7 @@ _INT = re.compile(r"[+-]?\d+")
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _ATTRIBUTE = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*(.*)")
 _WORD = re.compile(r"\S+")
+_PLAIN_IMAGE = re.compile(r"(.*\S)\s+(\d+)\s+(\d+)")  # the common line: no signs, no quality words
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
 
@@ -146,12 +147,17 @@ class _Builder:
         return FormatError(f"{where(self.source, line)}: {message}")
 
     def add(self, line: str, number: int) -> None:
-        attribute = _ATTRIBUTE.fullmatch(line)
+        attribute = _ATTRIBUTE.fullmatch(line) if "=" in line else None
         if attribute:
             key, value = attribute.group(1), attribute.group(2).strip()
             if key.lower() == "edgetrim" and value.lower() not in _TRUE | _FALSE:
                 raise self.error(number, f"edgetrim must be yes or no, got {value!r}")
             self.attributes.append((key, value))
+            return
+        plain = _PLAIN_IMAGE.fullmatch(line)  # three words or more: never a layer line
+        if plain:
+            path = self.paths.setdefault(plain.group(1), plain.group(1))
+            self.add_component(_checked(path, int(plain.group(2)), int(plain.group(3)), (), self.source, number))
             return
         words = line.split()
         if len(words) == 2 and all(_NUMBER.fullmatch(w) for w in words):
@@ -181,13 +187,10 @@ class _Builder:
         self.count += 1
         if self.count > MAX_COMPONENTS:
             raise LimitError(f"{where(self.source, component.line)}: more than {MAX_COMPONENTS} images in one manifest")
-        self.max_x = max(self.max_x, component.x)
-        self.max_y = max(self.max_y, component.y)
-        if (self.max_x + 1) * (self.max_y + 1) > MAX_CANVAS_PIXELS:
-            raise LimitError(
-                f"{where(self.source, component.line)}: offsets declare a canvas of at least "
-                f"{self.max_x + 1} x {self.max_y + 1} px, more than the {MAX_CANVAS_PIXELS:.0e} px allowed"
-            )
+        if component.x > self.max_x or component.y > self.max_y:
+            self.max_x = max(self.max_x, component.x)
+            self.max_y = max(self.max_y, component.y)
+            self.check_canvas(component.line)
         if not self.layers:
             self.layers.append((0, 0.0, []))
             self.implicit = True
@@ -196,6 +199,13 @@ class _Builder:
             component = Component(path, component.y, component.x, component.quality, component.line)
         self.layers[-1][2].append(component)
 
+    def check_canvas(self, line: int) -> None:
+        if (self.max_x + 1) * (self.max_y + 1) > MAX_CANVAS_PIXELS:
+            raise LimitError(
+                f"{where(self.source, line)}: offsets declare a canvas of at least "
+                f"{self.max_x + 1} x {self.max_y + 1} px, more than the {MAX_CANVAS_PIXELS:,} px allowed"
+            )
+
     def finish(self) -> Manifest:
         layers = tuple(Layer(n, z, tuple(items)) for n, z, items in self.layers)
         return Manifest(tuple(self.attributes), layers, source=self.source)
@@ -203,6 +213,9 @@ class _Builder:
 
 def parse_image_line(text: str, *, source: str = "<manifest>", line: int = 0) -> Component:
     """Parse one trimmed image line ``<path> <Y> <X> [quality...]``, reading from the right."""
+    plain = _PLAIN_IMAGE.fullmatch(text)
+    if plain:
+        return _checked(plain.group(1), int(plain.group(2)), int(plain.group(3)), (), source, line)
     body = text
     group: tuple[str, ...] = ()
     if body.endswith(")"):
@@ -224,15 +237,18 @@ def parse_image_line(text: str, *, source: str = "<manifest>", line: int = 0) ->
         raise FormatError(
             f"{where(source, line)}: image line needs integer offsets '<path> <Y-offset> <X-offset>', got Y {y_word!r}"
         )
-    y, x = int(y_word), int(x_word)
+    path = body[: words[end - 2].start()].rstrip()
+    quality = tuple(w.group() for w in words[end:]) + group
+    return _checked(path, int(y_word), int(x_word), quality, source, line)
+
+
+def _checked(path: str, y: int, x: int, quality: tuple[str, ...], source: str, line: int) -> Component:
     if y < 0 or x < 0:
         raise FormatError(f"{where(source, line)}: offsets must not be negative, got Y {y}, X {x}")
-    if max(x, y) > MAX_CANVAS_PIXELS:
+    if x > MAX_CANVAS_PIXELS or y > MAX_CANVAS_PIXELS:
         raise LimitError(f"{where(source, line)}: offset beyond any allowed canvas (Y {y}, X {x})")
-    path = body[: words[end - 2].start()].rstrip()
     if "\x00" in path:
         raise FormatError(f"{where(source, line)}: image path contains a NUL character")
-    quality = tuple(w.group() for w in words[end:]) + group
     return Component(path, y, x, quality, line)
 
 

@@ -141,7 +141,7 @@ def _build(
         canvas_h = max(canvas_h, int((ys + hs).max()))
         layers.append((layer, LayerIndex(xs, ys, ws, hs, ids, reals)))
     if canvas_w * canvas_h > MAX_CANVAS_PIXELS:
-        raise LimitError(f"{path}: canvas {canvas_w} x {canvas_h} px is more than the {MAX_CANVAS_PIXELS:.0e} allowed")
+        raise LimitError(f"{path}: canvas {canvas_w} x {canvas_h} px is more than the {MAX_CANVAS_PIXELS:,} allowed")
     main = max(range(len(infos)), key=lambda i: (infos[i].width * infos[i].height, -i))
     downsamples = _downsamples(infos[main], canvas_w, canvas_h)
     tile = _tile_size(infos[main])
