@@ -155,12 +155,18 @@ def decode_jpeg(data: bytes, *, tables: bytes | None = None, rgb: bool | None = 
     return as_rgb(image)
 
 
-def encode_jpeg(pixels: RGBArray, *, quality: int, rgb: bool = False) -> bytes:
-    """Encode a complete baseline JPEG: YCbCr 4:2:0 (default) or RGB with an Adobe marker."""
+_SUBSAMPLING = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (4, 1): "411"}
+
+
+def encode_jpeg(pixels: RGBArray, *, quality: int, rgb: bool = False, subsampling: tuple[int, int] = (2, 2)) -> bytes:
+    """Encode a complete baseline JPEG: YCbCr (4:2:0 unless ``subsampling`` says otherwise, as
+    (horizontal, vertical) factors) or RGB with an Adobe marker."""
     if rgb:
         data = bytes(imagecodecs.jpeg8_encode(pixels, level=quality, colorspace="RGB", outcolorspace="RGB"))
         return data if has_adobe_marker(data) else SOI + ADOBE_RGB_SEGMENT + data[2:]
-    return bytes(imagecodecs.jpeg8_encode(pixels, level=quality, subsampling="420"))
+    if subsampling not in _SUBSAMPLING:
+        raise ValueError(f"JPEG subsampling {subsampling} is not one of {sorted(_SUBSAMPLING)}")
+    return bytes(imagecodecs.jpeg8_encode(pixels, level=quality, subsampling=_SUBSAMPLING[subsampling]))
 
 
 def decode_jpeg2000(data: bytes) -> RGBArray:

@@ -11,14 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import imagecodecs
 import numpy as np
 import pydicom
 import pytest
 from numpy.typing import NDArray
 from PIL import Image
+from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
+from pydicom.uid import RLELossless
 
 from composite import open_slide
+from composite.synthetic import region
 
 from .test_dicom_files import lut_item, write_image
 
@@ -157,3 +161,45 @@ def test_each_frame_of_a_multi_frame_image_exports(tmp_path: Path) -> None:
     assert only.returncode == 0 and [p.name for p in (tmp_path / "two").iterdir()] == ["level0_frame-2.png"]
     wrong = export_png(path, tmp_path / "three", "--plane", "frame-9")
     assert wrong.returncode == 2 and "frame-9" in wrong.stderr and "frame-2" in wrong.stderr
+
+
+def _encapsulated(path: Path, out: Path, syntax: str, frame: bytes) -> Path:
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.PixelData = encapsulate([frame])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(out, enforce_file_format=True)
+    return out
+
+
+@pytest.mark.parametrize("codec", ["rle", "jpegls", "jpeg-lossless", "jpeg2000", "htj2k"])
+def test_compressed_frames_read_like_uncompressed(tmp_path: Path, codec: str) -> None:
+    data = ct_like(5)
+    native = write_image(tmp_path / "native.dcm", data, WindowCenter=1500, WindowWidth=3000)
+    out = tmp_path / f"{codec}.dcm"
+    if codec == "rle":  # pydicom's own RLE encoder
+        ds = pydicom.dcmread(native)
+        ds.compress(RLELossless)
+        ds.save_as(out)
+    else:
+        syntax, frame = {
+            "jpegls": ("1.2.840.10008.1.2.4.80", imagecodecs.jpegls_encode(data)),
+            "jpeg-lossless": ("1.2.840.10008.1.2.4.70", imagecodecs.ljpeg_encode(data)),
+            "jpeg2000": ("1.2.840.10008.1.2.4.90", imagecodecs.jpeg2k_encode(data, level=0, codecformat="J2K")),
+            "htj2k": ("1.2.840.10008.1.2.4.201", imagecodecs.htj2k_encode(data)),
+        }[codec]
+        _encapsulated(native, out, syntax, bytes(frame))
+    with open_slide(native) as expected, open_slide(out) as slide:
+        assert np.array_equal(slide.read_region((0, 0), 0, (128, 96)), expected.read_region((0, 0), 0, (128, 96)))
+
+
+def test_rgb_secondary_capture_rle(tmp_path: Path) -> None:
+    rgb = region(0, 0, 40, 30)
+    ds = pydicom.dcmread(write_image(tmp_path / "grey.dcm", ct_like(6, (30, 40))))
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelData = rgb.tobytes()
+    ds.compress(RLELossless)  # RLE stores one segment per sample
+    ds.save_as(tmp_path / "rgb.dcm")
+    with open_slide(tmp_path / "rgb.dcm") as slide:
+        assert np.array_equal(slide.read_region((0, 0), 0, (40, 30)), rgb)
