@@ -8,7 +8,9 @@ runs Debian's nginx with a throwaway configuration serving ``web/`` at ``/`` and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -146,3 +148,58 @@ def nginx_server(web: Path, slides: Path, tmp: Path, *, workers: int = 1) -> Ite
         yield url
     finally:
         _stop(process, signal.SIGQUIT)
+
+
+@dataclasses.dataclass
+class LoadResult:
+    """What a bounded load run saw: counts, errors by kind, and per-request latencies (seconds)."""
+
+    requests: int = 0
+    bytes: int = 0
+    errors: dict[str, int] = dataclasses.field(default_factory=dict)
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+async def load(
+    base: str, paths: list[str], sizes: list[int] | None = None, *, connections: int = 64, seconds: float = 20.0
+) -> LoadResult:
+    """``connections`` clients each fetch ``paths`` round-robin until ``seconds`` have passed.
+
+    A response counts as an error unless it is a 200 whose body has the expected size (``sizes``).
+    Bounded in time and in connections; only for servers on this machine.
+    """
+    import aiohttp
+
+    result = LoadResult()
+    connector = aiohttp.TCPConnector(limit=connections, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    start = time.monotonic()
+    deadline = start + seconds
+
+    async def worker(offset: int) -> None:
+        index = offset
+        while time.monotonic() < deadline:
+            i = index % len(paths)
+            index += connections
+            began = time.perf_counter()
+            try:
+                async with session.get(base + paths[i]) as response:
+                    body = await response.read()
+                    ok = response.status == 200 and (sizes is None or len(body) == sizes[i])
+            except (aiohttp.ClientError, OSError, TimeoutError) as err:
+                result.error(type(err).__name__)
+                continue
+            result.latencies.append(time.perf_counter() - began)
+            result.requests += 1
+            result.bytes += len(body)
+            if not ok:
+                result.error(f"HTTP {response.status}" if response.status != 200 else "short body")
+
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await asyncio.gather(*(worker(n) for n in range(connections)))
+    result.seconds = time.monotonic() - start
+    return result

@@ -1,4 +1,4 @@
-"""Static files from one directory tree, safely: path checks, caching headers, gzip for text.
+"""Static files from one directory tree, safely: path checks, validators, ranges, gzip for text.
 
 ``resolve`` maps a URL tail to a regular file under a base directory or refuses it: empty, ``.``
 and ``..`` segments, hidden names (a leading dot), backslashes, NUL, drive letters and absolute
@@ -6,11 +6,14 @@ paths are refused before touching the disk, and a path whose real location (syml
 is outside the base is refused after. Directories are never listed. Every refusal is a 404, so a
 client cannot probe what exists outside the tree.
 
-Binary files go out through aiohttp's ``FileResponse`` (sendfile, single Range requests,
-ETag/Last-Modified and 304s). Text files (INI, HTML, JS, CSS, JSON) are gzip-compressed for
-clients that accept it, with their own ETag for the compressed variant; compressed bodies are
-cached in memory by (path, mtime, size), bounded in total bytes. A ``Range`` header with several
-ranges, or one that does not parse, is ignored (a 200 with the whole file, as RFC 9110 allows).
+Small files (blocks are a few tens of kB) are read in one go on the event loop — a local read of
+that size costs less than handing it to a thread — and answered from memory; larger ones go out
+through aiohttp's ``FileResponse`` (sendfile), whose validators (ETag ``"<mtime_ns>-<size>"``,
+Last-Modified rounded up to the second) and range rules the fast path copies, so a client sees
+one behaviour. Text files (INI, HTML, JS, CSS, JSON) are gzip-compressed for clients that accept
+it, with their own ETag; compressed bodies are cached by (path, mtime, size), bounded in bytes.
+A ``Range`` header with several ranges, or one that does not parse, is ignored (a 200 with the
+whole file, as RFC 9110 allows); multipart range responses are not supported.
 """
 
 from __future__ import annotations
@@ -49,9 +52,10 @@ CONTENT_TYPES = {
 }
 TEXT_SUFFIXES = frozenset({".ini", ".txt", ".html", ".js", ".mjs", ".css", ".json", ".map", ".svg"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
+SMALL_FILE = 1024 * 1024
 GZIP_MAX_FILE = 64 * 1024 * 1024
 GZIP_CACHE_BYTES = 64 * 1024 * 1024
-_SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _BAD_SEGMENT = re.compile(r"[\\\x00]|^[A-Za-z]:")
 
 
@@ -67,18 +71,27 @@ def resolve(base: Path, tail: str) -> Path | None:
     for part in parts:
         if not part or part.startswith(".") or _BAD_SEGMENT.search(part):
             return None
-    real = os.path.realpath(os.path.join(base, *parts))
     base_text = str(base)
+    # Walk the components below the (already real) base with lstat: the common case has no
+    # symlink and costs one lstat per component; any symlink sends the whole path to realpath.
+    real = base_text
+    try:
+        for part in parts:
+            real = os.path.join(real, part)
+            mode = os.lstat(real).st_mode
+            if stat.S_ISLNK(mode):
+                real = os.path.realpath(os.path.join(base_text, *parts))
+                mode = os.stat(real).st_mode
+                break
+    except (OSError, ValueError):
+        return None
     if not real.startswith(base_text + os.sep):
         return None  # outside the tree, through a symlink
     # A symlink inside the tree may still point at a hidden name.
     if any(part.startswith(".") for part in real[len(base_text) + 1 :].split(os.sep)):
         return None
-    try:
-        if not stat.S_ISREG(os.stat(real).st_mode):
-            return None  # directories are never listed; devices, sockets and fifos never served
-    except OSError:
-        return None
+    if not stat.S_ISREG(mode):
+        return None  # directories are never listed; devices, sockets and fifos never served
     return Path(real)
 
 
@@ -87,6 +100,70 @@ def _etag_matches(header: str, etags: tuple[str, ...]) -> bool:
         return True
     candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return any(etag in candidates for etag in etags)
+
+
+def _validators(response: web.StreamResponse, etag: str, mtime: float) -> None:
+    response.headers[hdrs.ETAG] = etag
+    response.last_modified = mtime  # aiohttp rounds up to the second, as FileResponse does
+
+
+def _precondition(request: web.Request, etags: tuple[str, ...], mtime: float) -> int | None:
+    """412 or 304 when the request's conditional headers say so (RFC 9110 §13.2.2 order)."""
+    if_match = request.headers.get(hdrs.IF_MATCH)
+    if if_match is not None and not (if_match.strip() == "*" or etags[0] in {t.strip() for t in if_match.split(",")}):
+        return 412
+    if if_match is None and (since := request.if_unmodified_since) is not None and mtime > since.timestamp():
+        return 412
+    if_none_match = request.headers.get(hdrs.IF_NONE_MATCH)
+    if if_none_match is not None:
+        return 304 if _etag_matches(if_none_match, etags) else None
+    if (since := request.if_modified_since) is not None and mtime <= since.timestamp():
+        return 304
+    return None
+
+
+def _byte_range(request: web.Request, size: int, mtime: float) -> tuple[int, int] | None:
+    """(start, stop) of the one range asked for; None for the whole file; (-1, -1) if unsatisfiable."""
+    header = request.headers.get(hdrs.RANGE)
+    if header is None:
+        return None
+    if_range = request.if_range
+    if if_range is not None and mtime > if_range.timestamp():
+        return None
+    match = _SINGLE_RANGE.fullmatch(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None  # several ranges, another unit, or garbage: ignore the header
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        start, stop = max(0, size - int(last)), size
+    else:
+        start = int(first)
+        stop = size if last == "" else min(int(last) + 1, size)
+        if last != "" and int(last) < start:
+            return None
+    if start >= size or start >= stop:
+        return (-1, -1)
+    return start, stop
+
+
+def _read_small(path: Path) -> tuple[os.stat_result, bytes | None]:
+    """The file's stat and, when it is small, its bytes (stat taken on the opened file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if st.st_size > SMALL_FILE:
+            return st, None
+        chunks = []
+        remaining = st.st_size
+        while remaining > 0:
+            chunk = os.read(fd, remaining)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return st, b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 class _GzipCache:
@@ -113,12 +190,6 @@ class _GzipCache:
             self._bytes -= len(old)
 
 
-def _compress(path: Path, size: int) -> bytes:
-    with open(path, "rb") as handle:
-        data = handle.read(size + 1)
-    return gzip.compress(data, compresslevel=6, mtime=0)
-
-
 class FileSender:
     """Builds responses for files already checked by :func:`resolve`."""
 
@@ -126,46 +197,70 @@ class FileSender:
         self._gzip = _GzipCache(GZIP_CACHE_BYTES)
 
     async def send(self, request: web.Request, path: Path, *, cache_control: str) -> web.StreamResponse:
-        suffix = path.suffix.lower()
-        if suffix in TEXT_SUFFIXES and "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
-            st = os.stat(path)
-            if st.st_size <= GZIP_MAX_FILE and hdrs.RANGE not in request.headers:
-                return await self._send_gzip(request, path, st, cache_control=cache_control)
-        headers = {hdrs.CACHE_CONTROL: cache_control, hdrs.CONTENT_TYPE: content_type(path)}
-        if suffix in TEXT_SUFFIXES:
+        try:
+            st, data = _read_small(path)
+        except OSError:
+            raise web.HTTPNotFound() from None
+        text = path.suffix.lower() in TEXT_SUFFIXES
+        headers: dict[str, str] = {hdrs.CACHE_CONTROL: cache_control, hdrs.CONTENT_TYPE: content_type(path)}
+        if text:
             headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
+            accepts_gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
+            if accepts_gzip and hdrs.RANGE not in request.headers and st.st_size <= GZIP_MAX_FILE:
+                return await self._send_gzip(request, path, st, headers)
+        if data is None:
+            return await self._send_large(request, path, headers)
+        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        status = _precondition(request, (etag,), st.st_mtime)
+        if status is not None:
+            response = web.Response(status=status, headers={hdrs.CACHE_CONTROL: cache_control})
+            _validators(response, etag, st.st_mtime)
+            return response
+        headers[hdrs.ACCEPT_RANGES] = "bytes"
+        span = _byte_range(request, len(data), st.st_mtime)
+        if span == (-1, -1):
+            return web.Response(status=416, headers={hdrs.CONTENT_RANGE: f"bytes */{len(data)}"})
+        status = 200
+        if span is not None:
+            start, stop = span
+            headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{len(data)}"
+            data, status = data[start:stop], 206
+        response = web.Response(body=data, status=status, headers=headers)
+        _validators(response, etag, st.st_mtime)
+        return response
+
+    async def _send_large(self, request: web.Request, path: Path, headers: dict[str, str]) -> web.StreamResponse:
         response = web.FileResponse(path, headers=headers)
         rng = request.headers.get(hdrs.RANGE)
-        if rng is not None and not _SINGLE_RANGE.match(rng.strip()):
+        if rng is not None and not _SINGLE_RANGE.fullmatch(rng.strip()):
             # aiohttp answers 416 to several ranges; ignoring the header is the friendlier legal answer.
             plain = request.clone(headers={k: v for k, v in request.headers.items() if k.lower() != "range"})
             await response.prepare(plain)
         return response
 
     async def _send_gzip(
-        self, request: web.Request, path: Path, st: os.stat_result, *, cache_control: str
+        self, request: web.Request, path: Path, st: os.stat_result, headers: dict[str, str]
     ) -> web.StreamResponse:
         plain_etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
         etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}-gzip"'
-        headers = {hdrs.CACHE_CONTROL: cache_control, hdrs.ETAG: etag, hdrs.VARY: hdrs.ACCEPT_ENCODING}
-        if_none_match = request.headers.get(hdrs.IF_NONE_MATCH)
-        # Same rules as FileResponse: If-None-Match wins over If-Modified-Since; Last-Modified is
-        # rounded up to the second, so an mtime with a fraction still revalidates.
-        if (if_none_match is not None and _etag_matches(if_none_match, (etag, plain_etag))) or (
-            if_none_match is None
-            and (since := request.if_modified_since) is not None
-            and st.st_mtime <= since.timestamp()
-        ):
-            not_modified = web.Response(status=304, headers=headers)
-            not_modified.last_modified = st.st_mtime
-            return not_modified
+        status = _precondition(request, (etag, plain_etag), st.st_mtime)
+        if status is not None:
+            response = web.Response(status=status, headers={k: v for k, v in headers.items() if k != hdrs.CONTENT_TYPE})
+            _validators(response, etag, st.st_mtime)
+            return response
         key = (str(path), st.st_mtime_ns, st.st_size)
         body = self._gzip.get(key)
         if body is None:
             body = await asyncio.get_running_loop().run_in_executor(None, _compress, path, st.st_size)
             self._gzip.put(key, body)
         headers[hdrs.CONTENT_ENCODING] = "gzip"
-        headers[hdrs.CONTENT_TYPE] = content_type(path)
         response = web.Response(body=body, headers=headers)
-        response.last_modified = st.st_mtime
+        _validators(response, etag, st.st_mtime)
         return response
+
+
+def _compress(path: Path, size: int) -> bytes:
+    with open(path, "rb") as handle:
+        data = handle.read(size + 1)
+    return gzip.compress(data, compresslevel=6, mtime=0)
+

@@ -1,0 +1,178 @@
+"""Block fetches per second and latency: ``wsi-composite serve`` against nginx, in one run.
+
+``.venv/bin/python benchmarks/serve.py`` (or ``make bench-serve``) converts a synthetic SVS to CWS
+(cached under benchmarks/cache/serve/), starts our server and Debian's nginx on 127.0.0.1 over the
+same directory, and hammers each with the same block URLs round-robin: ``--connections``
+concurrent keep-alive connections for ``--seconds``, in alternating rounds so that the two see the
+same machine load. The load generator is wrk (Debian package ``wrk``) when installed, else a
+bounded aiohttp client in its own process. Prints req/s, p50/p99 latency and error counts for
+each server and the ratio ours/nginx; writes the numbers to benchmarks/results/serve-*.json.
+
+Both servers get one process (``--nginx-workers``, default 1) since ours is one event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import multiprocessing
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from composite.convert import convert  # noqa: E402
+from composite.synthetic import write_synthetic_slide  # noqa: E402
+from tests.http_servers import composite_server, load, nginx_server  # noqa: E402
+
+CACHE = HERE / "cache" / "serve"
+RESULTS = HERE / "results"
+
+WRK_SCRIPT = """\
+local paths = {}
+for line in io.lines("%s") do paths[#paths + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format("GET", paths[(i %% #paths) + 1])
+end
+"""
+
+
+def slide_root(width: int, height: int) -> Path:
+    """A CWS converted from a synthetic SVS, made once and cached."""
+    root = CACHE / f"root-{width}x{height}"
+    if not (root / "slide" / "FinalScan.ini").exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        svs = write_synthetic_slide(CACHE / f"synthetic-{width}x{height}.svs", width=width, height=height)
+        shutil.rmtree(root, ignore_errors=True)
+        convert(svs, root / "slide", to="cws")
+    return root
+
+
+def run_wrk(base: str, script: Path, *, connections: int, seconds: float) -> dict[str, Any]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), base.rstrip("/")],
+        capture_output=True, text=True, check=True,
+    ).stdout
+
+    def millis(label: str) -> float:
+        match = re.search(rf"^\s*{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        if not match:
+            raise RuntimeError(f"wrk output without a {label}% line:\n{out}")
+        return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|connect|read|write|timeout) (\d+)", out))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return {"requests": requests, "req_per_s": rate, "p50_ms": millis("50"), "p99_ms": millis("99"), "errors": errors}
+
+
+def _python_client(base: str, paths: list[str], connections: int, seconds: float, queue: Any) -> None:
+    result = asyncio.run(load(base, paths, connections=connections, seconds=seconds))
+    latencies = sorted(result.latencies) or [0.0]
+    queue.put({
+        "requests": result.requests,
+        "req_per_s": result.requests / result.seconds,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "errors": sum(result.errors.values()),
+    })
+
+
+def run_python(base: str, paths: list[str], *, connections: int, seconds: float) -> dict[str, Any]:
+    queue: Any = multiprocessing.Queue()
+    process = multiprocessing.Process(target=_python_client, args=(base, paths, connections, seconds, queue))
+    process.start()
+    result: dict[str, Any] = queue.get(timeout=seconds + 120)
+    process.join()
+    return result
+
+
+def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    requests = sum(r["requests"] for r in rounds)
+    return {
+        "requests": requests,
+        "req_per_s": statistics.mean(r["req_per_s"] for r in rounds),
+        "p50_ms": statistics.median(r["p50_ms"] for r in rounds),
+        "p99_ms": max(r["p99_ms"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "rounds": rounds,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, help="a ROOT of CWS directories (default: a converted synthetic slide)")
+    parser.add_argument("--size", default="20000x15000", help="synthetic slide size when --dir is not given")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument("--nginx-workers", type=int, default=1)
+    args = parser.parse_args()
+
+    if args.dir:
+        root = args.dir.resolve()
+    else:
+        width, height = (int(v) for v in args.size.split("x"))
+        root = slide_root(width, height)
+    paths = sorted("slides/" + p.relative_to(root).as_posix() for p in root.rglob("*.jpg"))
+    if not paths:
+        print(f"{root}: no .jpg blocks below it", file=sys.stderr)
+        return 2
+    client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        print("nginx is not installed (apt-get install nginx)", file=sys.stderr)
+        return 2
+    print(f"{len(paths)} blocks under {root}; client {client}, {args.connections} connections,"
+          f" {args.rounds} rounds of {args.seconds:g} s per server", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        url_list = Path(tmp) / "paths.txt"
+        url_list.write_text("".join(f"/{p}\n" for p in paths))
+        script = Path(tmp) / "paths.lua"
+        script.write_text(WRK_SCRIPT % url_list)
+
+        def measure(base: str, seconds: float) -> dict[str, Any]:
+            if client == "wrk":
+                return run_wrk(base, script, connections=args.connections, seconds=seconds)
+            return run_python(base, paths, connections=args.connections, seconds=seconds)
+
+        rounds: dict[str, list[dict[str, Any]]] = {"composite": [], "nginx": []}
+        with composite_server(root, "--quiet") as (ours, _), nginx_server(
+            REPO / "web", root, Path(tmp) / "nginx", workers=args.nginx_workers
+        ) as theirs:
+            for base in (ours, theirs):
+                measure(base, 1.0)  # warm-up: page cache, connections
+            for _ in range(args.rounds):
+                for name, base in (("composite", ours), ("nginx", theirs)):
+                    rounds[name].append(measure(base, args.seconds))
+
+    results = {name: combine(r) for name, r in rounds.items()}
+    ratio = results["composite"]["req_per_s"] / results["nginx"]["req_per_s"]
+    print(f"{'server':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, r in results.items():
+        print(f"{name:<12}{r['req_per_s']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}")
+    print(f"ratio composite/nginx: {ratio:.1%} of nginx's requests per second (target >= 50%)")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = RESULTS / f"serve-{stamp}.json"
+    out.write_text(json.dumps({"root": str(root), "client": client, "connections": args.connections,
+                               "seconds_per_round": args.seconds, "ratio": ratio, **results}, indent=2))
+    print(f"written {out.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
