@@ -92,17 +92,43 @@ def test_tiff_export_streams_tiles_and_matches(synthetic_svs: Path, tmp_path: Pa
         assert_close(np.asarray(exported.read_region((0, 0), 0, (3000, 2200)))[:, :, :3], expected)
 
 
-def test_jpeg_exports_open_everywhere_and_look_right(synthetic_svs: Path, tmp_path: Path) -> None:
+def test_whole_level_tiff_copies_the_stored_tiles(synthetic_svs: Path, tmp_path: Path) -> None:
     result = run(str(synthetic_svs), str(tmp_path), "--levels", "1", "--format", "tiff")
     assert result.returncode == 0, result.stderr
+    assert "(copied)" in result.stdout
+    with tifffile.TiffFile(synthetic_svs) as src, tifffile.TiffFile(tmp_path / "level1.tif") as out:
+        old, new = src.series[0].levels[1].keyframe, out.pages[0]
+        assert len(out.pages) == 1 and (new.tilewidth, new.tilelength) == (old.tilewidth, old.tilelength)
+        for index in (0, len(old.dataoffsets) // 2, len(old.dataoffsets) - 1):
+            src.filehandle.seek(old.dataoffsets[index])
+            out.filehandle.seek(new.dataoffsets[index])
+            assert src.filehandle.read(old.databytecounts[index]) == out.filehandle.read(new.databytecounts[index])
+    with openslide.OpenSlide(synthetic_svs) as theirs, openslide.OpenSlide(tmp_path / "level1.tif") as exported:
+        expected = np.asarray(theirs.read_region((0, 0), 1, theirs.level_dimensions[1]))[:, :, :3]
+        assert_close(np.asarray(exported.read_region((0, 0), 0, exported.dimensions))[:, :, :3], expected, 0)
+
+
+def test_region_tiff_is_streamed_by_tile_rows(synthetic_svs: Path, tmp_path: Path) -> None:
+    args = ("--region", "300,200,2100,1500", "--downsample", "2", "--format", "tiff")
+    assert run(str(synthetic_svs), str(tmp_path / "lzw"), *args, "--compression", "lzw").returncode == 0
+    assert run(str(synthetic_svs), str(tmp_path / "jpeg"), *args).returncode == 0
+    name = "region_300_200_2100x1500_ds2.tif"
+    level0, _ = openslide_region(synthetic_svs, (300, 200), 0, (2100, 1500))
+    expected = np.asarray(Image.fromarray(level0).resize((1050, 750), Image.Resampling.BOX))
+    with tifffile.TiffFile(tmp_path / "lzw" / name) as tif:
+        page = tif.pages[0]
+        assert page.is_tiled and (page.imagewidth, page.imagelength) == (1050, 750)
+        assert_close(page.asarray(), expected)  # band by band equals the whole-image box filter
+    with openslide.OpenSlide(tmp_path / "jpeg" / name) as exported:  # YCbCr JPEG tiles, via OpenSlide
+        # 4:2:0 costs about 30 dB on this saturated synthetic stain; wrong colours give < 20
+        assert psnr(np.asarray(exported.read_region((0, 0), 0, (1050, 750)))[:, :, :3], expected) > 30
+
+
+def test_jpeg_export_looks_right(synthetic_svs: Path, tmp_path: Path) -> None:
     result = run(str(synthetic_svs), str(tmp_path), "--levels", "1", "--quality", "95")
     assert result.returncode == 0, result.stderr
     with openslide.OpenSlide(synthetic_svs) as theirs:
         expected = np.asarray(theirs.read_region((0, 0), 1, theirs.level_dimensions[1]))[:, :, :3]
-    with openslide.OpenSlide(tmp_path / "level1.tif") as exported:  # YCbCr JPEG tiles: colours via OpenSlide
-        tiled = np.asarray(exported.read_region((0, 0), 0, exported.dimensions))[:, :, :3]
-    # YCbCr 4:2:0 costs about 30 dB on this saturated synthetic stain; wrong colours give < 20
-    assert psnr(tiled, expected) > 30
     assert psnr(load(tmp_path / "level1.jpg"), expected) > 30
 
 

@@ -6,7 +6,9 @@ level or at any downsample (``region_<x0>_<y0>_<w>x<h>_level<L>.jpg`` / ``..._ds
 the thumbnail, label and macro (``label.jpg``). Pixels are the slide's own (what OpenSlide shows);
 at a downsample between levels the next finer level is box-filtered (area average) to the exact
 size. JPEG associated images are copied byte for byte (as a standalone JPEG) unless a quality is
-asked for. A region partly outside the image is clipped to it. Slides with focal planes (and
+asked for. A whole level exported as TIFF goes through the TIFF writer on the source's tile
+grid, so its JPEG tiles are copied byte for byte; regions are re-tiled and streamed by tile rows
+(:mod:`.imagefiles`). A region partly outside the image is clipped to it. Slides with focal planes (and
 multi-frame DICOM, whose frames 2..N are planes ``frame-2`` ...) export one plane or all.
 """
 
@@ -22,9 +24,11 @@ import numpy as np
 from PIL import Image
 
 from ..codecs import RGBArray, standalone_jpeg
+from ..convert import convert
 from ..errors import FormatError, LimitError
 from ..geometry import Box
 from ..model import Level, Slide
+from ..output import WriteOptions
 from ..progress import ProgressCallback, no_progress
 from .imagefiles import (
     DEFAULT_MEMORY_BUDGET,
@@ -40,6 +44,8 @@ from .imagefiles import (
     write_picture,
     write_small_tiff,
 )
+
+_WRITER_CODECS = ("jpeg", "lzw", "none")  # what the TIFF writer encodes (it has no deflate)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +175,28 @@ def _write(
     return Exported(dst, what, picture.width, picture.height)
 
 
+def _tiff_level(
+    slide: Slide, level: Level, dst: Path, what: str, options: ExportOptions, progress: ProgressCallback
+) -> Exported:
+    """A whole level as a one-level tiled TIFF through the TIFF writer: on the source's tile grid,
+    so JPEG (and RGB J2K) tiles are copied byte for byte when the codec is kept."""
+    single = Slide(
+        format=slide.format,
+        path=slide.path,
+        levels=[Level(level.grid, 1.0, level.reader)],
+        mpp=_mpp(slide, level.downsample),
+    )
+    write = WriteOptions(
+        compression=options.compression,
+        quality=options.quality,
+        overwrite=options.overwrite,
+        extra={"min_level_size": max(level.width, level.height)},  # no pyramid below it
+    )
+    report = convert(single, dst, to="tiff", options=write, progress=lambda _s, d, t: progress(what, d, t))
+    copied = report.levels[0].copied_tiles
+    return Exported(dst, what, level.width, level.height, copied=copied == level.grid.tile_count)
+
+
 def export_levels(
     slide: Slide,
     outdir: Path,
@@ -184,11 +212,15 @@ def export_levels(
             if not 0 <= index < len(levels):
                 raise LimitError(f"{slide.path}: level {index} outside 0..{len(levels) - 1}")
             what = f"level {index}{suffix.replace('_', ' ')}"
+            dst = outdir / f"level{index}{suffix}{ext}"
+            if options.format == "tiff" and options.compression in _WRITER_CODECS:
+                done.append(_tiff_level(slide, levels[index], dst, what, options, progress))
+                continue
             done.append(
                 _write(
                     slide,
                     level_picture(slide, levels[index]),
-                    outdir / f"level{index}{suffix}{ext}",
+                    dst,
                     what,
                     options,
                     progress,
