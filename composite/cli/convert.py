@@ -57,11 +57,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("destination", help="output path: .svs, .tif/.tiff, .aci, or a directory for CWS")
     parser.add_argument("--to", metavar="|".join(WRITERS), help="output format (default: from DST's extension)")
     parser.add_argument("--tile-size", type=tile_size, metavar="N|WxH", help="tile size (default: keep the source's)")
-    parser.add_argument("--compression", choices=COMPRESSIONS, help="tile codec (default: keep the source's, else jpeg)")
-    parser.add_argument("--quality", type=_quality, metavar="Q", help="JPEG / JPEG 2000 quality 1..100 (default 90)")
+    parser.add_argument("--compression", choices=COMPRESSIONS, help="tile codec (default: the source's, else jpeg)")
+    parser.add_argument(
+        "--quality", type=_quality, metavar="Q", help="JPEG/J2K quality 1..100 (SVS/TIFF default: 90, lower levels 95)"
+    )
     parser.add_argument("--bigtiff", choices=("auto", "yes", "no"), default="auto", help="BigTIFF (default: auto)")
     parser.add_argument("--ome", action="store_true", help="OME-TIFF with SubIFD levels (TIFF output)")
-    parser.add_argument("--workers", type=_workers, metavar="N", help="threads for decoding/encoding (default: all cores)")
+    parser.add_argument("--workers", type=_workers, metavar="N", help="decode/encode threads (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_convert_options(parser)  # --piece-size, --piece-format, --allow-outside (ACI)

@@ -87,7 +87,8 @@ def _tile_size(slide: Slide, options: WriteOptions, default: int) -> tuple[int, 
             )
         return width, height
     grid = slide.levels[0].grid
-    if grid.tile_width % 16 == 0 and grid.tile_height % 16 == 0 and max(grid.tile_width, grid.tile_height) <= 2048:
+    # Larger "tiles" are whole images (a plain JPEG source): tile those properly.
+    if grid.tile_width % 16 == 0 and grid.tile_height % 16 == 0 and max(grid.tile_width, grid.tile_height) <= 1024:
         return grid.tile_width, grid.tile_height
     return default, default
 
