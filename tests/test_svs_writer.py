@@ -15,10 +15,13 @@ import tifffile
 from numpy.typing import NDArray
 
 import composite
+from composite import codecs
+from composite.codecs import TileEncoding
 from composite.convert import ConversionReport, WriteOptions, convert
-from composite.model import Slide
+from composite.geometry import TileGrid
+from composite.model import Level, Slide
 from composite.resample import box_downsample
-from composite.synthetic import write_synthetic_slide
+from composite.synthetic import region, write_synthetic_slide
 from tests.readers import psnr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,7 +123,7 @@ def test_reencode_to_other_tile_size(source: Path, tmp_path: Path) -> None:
         fh = tif.filehandle
         fh.seek(page.dataoffsets[-1])
         last = fh.read(page.databytecounts[-1])
-        assert composite.codecs.jpeg_info(last).width == 256 and composite.codecs.jpeg_info(last).height == 128
+        assert codecs.jpeg_info(last).width == 256 and codecs.jpeg_info(last).height == 128
 
 
 def test_one_level_source_gets_downsampled_levels(source: Path, tmp_path: Path) -> None:
@@ -263,3 +266,48 @@ def test_generic_tiff_without_jpeg_is_reencoded(openslide_data: Path, tmp_path: 
     for index, level in enumerate(report.levels):
         want = reference_level(source, level.downsample, (level.width, level.height))
         assert psnr(openslide_level(dst, index), want) >= 38, index
+
+
+class _CompleteJpegTiles:
+    """Tiles stored as complete JPEGs whose tables differ per tile (like CWS blocks of mixed quality)."""
+
+    def __init__(self, grid: TileGrid, *, rgb: bool) -> None:
+        self.grid = grid
+        self.rgb = rgb
+        self.encoding = TileEncoding("jpeg", rgb=rgb)
+
+    def read_encoded(self, col: int, row: int) -> bytes:
+        tw, th = self.grid.tile_width, self.grid.tile_height
+        tile = region(col * tw, row * th, tw, th)
+        return codecs.encode_jpeg(tile, quality=70 + 5 * ((col + row) % 3), rgb=self.rgb)
+
+    def read_tile(self, col: int, row: int) -> NDArray[np.uint8]:
+        return codecs.decode_jpeg(self.read_encoded(col, row), rgb=self.rgb)
+
+
+@pytest.mark.parametrize("rgb", [True, False])
+def test_copied_tiles_with_differing_tables_stay_exact(tmp_path: Path, rgb: bool) -> None:
+    grid = TileGrid(700, 500, 256, 256)
+    reader = _CompleteJpegTiles(grid, rgb=rgb)
+    slide = Slide(format="test", path=tmp_path / "tiles", levels=[Level(grid, 1.0, reader)], mpp=(0.5, 0.5))
+    dst = tmp_path / "mixed.svs"
+    report = convert(slide, dst, options=WriteOptions(workers=2, extra={"min_level_size": 1024}))
+    assert report.levels[0].method == "copy" and report.levels[0].copied_tiles == grid.tile_count
+    with tifffile.TiffFile(dst) as tif:
+        page = tif.pages[0]
+        assert page.photometric == (tifffile.PHOTOMETRIC.RGB if rgb else tifffile.PHOTOMETRIC.YCBCR)
+        tables = page.jpegtables
+        assert tables == codecs.split_jpeg_tables(reader.read_encoded(0, 0))[0]
+        with dst.open("rb") as fh:
+            stored = []
+            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
+                fh.seek(offset)
+                stored.append(fh.read(count))
+    # tiles sharing the first tile's tables are abbreviated; the others are complete streams
+    complete = [any(m == 0xDB for m, _, _ in codecs.iter_jpeg_segments(data)) for data in stored]
+    assert complete == [(col + row) % 3 != 0 for col, row in grid.indices()]
+    expected = np.zeros((500, 700, 3), np.uint8)
+    for col, row in grid.indices():
+        box = grid.tile_box(col, row)
+        expected[box.y : box.bottom, box.x : box.right] = reader.read_tile(col, row)[: box.height, : box.width]
+    assert np.abs(openslide_level(dst, 0).astype(int) - expected).max() <= 1
