@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
+import re
 import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -337,3 +338,41 @@ async def test_root_must_be_a_directory(tmp_path: Path) -> None:
 
     with pytest.raises(SlideNotFoundError, match="not a directory"):
         create_app(tmp_path / "missing")
+
+
+async def test_preconditions_and_if_range(client: TestClient[Any, Any], tree: Path) -> None:
+    data = (tree / "cases/ours/Da5.jpg").read_bytes()
+    first = await client.get(BLOCK)
+    etag, modified = first.headers["ETag"], first.headers["Last-Modified"]
+    assert (await client.get(BLOCK, headers={"If-Match": '"nope"'})).status == 412
+    assert (await client.get(BLOCK, headers={"If-Match": etag})).status == 200
+    old = "Mon, 01 Jan 2001 00:00:00 GMT"
+    assert (await client.get(BLOCK, headers={"If-Unmodified-Since": old})).status == 412
+    current = await client.get(BLOCK, headers={"If-Range": modified, "Range": "bytes=0-9"})
+    assert current.status == 206 and await current.read() == data[:10]
+    stale = await client.get(BLOCK, headers={"If-Range": old, "Range": "bytes=0-9"})
+    assert stale.status == 200 and await stale.read() == data  # changed since: the whole file
+
+
+async def test_large_files_follow_the_same_rules(client: TestClient[Any, Any], tree: Path) -> None:
+    """Files above 1 MiB go through sendfile; the client cannot tell the difference."""
+    data = os.urandom(3 * 1024 * 1024 // 2)
+    (tree / "cases/ours/Macro.jpg").write_bytes(data)
+    path = "/slides/cases/ours/Macro.jpg"
+    whole = await client.get(path)
+    assert whole.status == 200 and await whole.read() == data
+    assert whole.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert whole.headers["Content-Type"] == "image/jpeg"
+    small = await client.get(BLOCK)
+    assert re.fullmatch(r'"[0-9a-f]+-[0-9a-f]+"', whole.headers["ETag"]) and re.fullmatch(
+        r'"[0-9a-f]+-[0-9a-f]+"', small.headers["ETag"]
+    )  # one validator format on both paths
+    assert (await client.get(path, headers={"If-None-Match": whole.headers["ETag"]})).status == 304
+    assert (await client.get(path, headers={"If-Modified-Since": whole.headers["Last-Modified"]})).status == 304
+    tail = await client.get(path, headers={"Range": "bytes=-100"})
+    assert tail.status == 206 and await tail.read() == data[-100:]
+    several = await client.get(path, headers={"Range": "bytes=0-1,5-9"})
+    assert several.status == 200 and await several.read() == data
+    assert (await client.get(path, headers={"Range": f"bytes={len(data)}-"})).status == 416
+    head = await client.head(path)
+    assert head.status == 200 and head.headers["Content-Length"] == str(len(data)) and await head.read() == b""

@@ -7,11 +7,12 @@ is outside the base is refused after. Directories are never listed. Every refusa
 client cannot probe what exists outside the tree.
 
 Small files (blocks are a few tens of kB) are read in one go on the event loop — a local read of
-that size costs less than handing it to a thread — and answered from memory; larger ones go out
-through aiohttp's ``FileResponse`` (sendfile), whose validators (ETag ``"<mtime_ns>-<size>"``,
-Last-Modified rounded up to the second) and range rules the fast path copies, so a client sees
-one behaviour. Text files (INI, HTML, JS, CSS, JSON) are gzip-compressed for clients that accept
-it, with their own ETag; compressed bodies are cached by (path, mtime, size), bounded in bytes.
+that size costs less than handing it to a thread — and answered from memory; larger ones are
+streamed in chunks read on a worker thread. Both follow the same rules: ETag
+``"<mtime_ns>-<size>"`` (aiohttp's format), Last-Modified rounded up to the second, 304/412 on
+conditional requests, one byte range per request. Text files (INI, HTML, JS, CSS, JSON) are
+gzip-compressed for clients that accept it, with their own ETag; compressed bodies are cached by
+(path, mtime, size), bounded in bytes.
 A ``Range`` header with several ranges, or one that does not parse, is ignored (a 200 with the
 whole file, as RFC 9110 allows); multipart range responses are not supported.
 """
@@ -53,6 +54,7 @@ CONTENT_TYPES = {
 TEXT_SUFFIXES = frozenset({".ini", ".txt", ".html", ".js", ".mjs", ".css", ".json", ".map", ".svg"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
 SMALL_FILE = 1024 * 1024
+CHUNK = 256 * 1024
 GZIP_MAX_FILE = 64 * 1024 * 1024
 GZIP_CACHE_BYTES = 64 * 1024 * 1024
 _SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -201,15 +203,12 @@ class FileSender:
             st, data = _read_small(path)
         except OSError:
             raise web.HTTPNotFound() from None
-        text = path.suffix.lower() in TEXT_SUFFIXES
         headers: dict[str, str] = {hdrs.CACHE_CONTROL: cache_control, hdrs.CONTENT_TYPE: content_type(path)}
-        if text:
+        if path.suffix.lower() in TEXT_SUFFIXES:
             headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
             accepts_gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
             if accepts_gzip and hdrs.RANGE not in request.headers and st.st_size <= GZIP_MAX_FILE:
                 return await self._send_gzip(request, path, st, headers)
-        if data is None:
-            return await self._send_large(request, path, headers)
         etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
         status = _precondition(request, (etag,), st.st_mtime)
         if status is not None:
@@ -217,26 +216,26 @@ class FileSender:
             _validators(response, etag, st.st_mtime)
             return response
         headers[hdrs.ACCEPT_RANGES] = "bytes"
-        span = _byte_range(request, len(data), st.st_mtime)
+        span = _byte_range(request, st.st_size, st.st_mtime)
         if span == (-1, -1):
-            return web.Response(status=416, headers={hdrs.CONTENT_RANGE: f"bytes */{len(data)}"})
-        status = 200
+            return web.Response(status=416, headers={hdrs.CONTENT_RANGE: f"bytes */{st.st_size}"})
+        start, stop, status = 0, st.st_size, 200
         if span is not None:
             start, stop = span
-            headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{len(data)}"
-            data, status = data[start:stop], 206
-        response = web.Response(body=data, status=status, headers=headers)
-        _validators(response, etag, st.st_mtime)
-        return response
-
-    async def _send_large(self, request: web.Request, path: Path, headers: dict[str, str]) -> web.StreamResponse:
-        response = web.FileResponse(path, headers=headers)
-        rng = request.headers.get(hdrs.RANGE)
-        if rng is not None and not _SINGLE_RANGE.fullmatch(rng.strip()):
-            # aiohttp answers 416 to several ranges; ignoring the header is the friendlier legal answer.
-            plain = request.clone(headers={k: v for k, v in request.headers.items() if k.lower() != "range"})
-            await response.prepare(plain)
-        return response
+            headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{st.st_size}"
+            status = 206
+        if data is not None:
+            response = web.Response(body=data[start:stop], status=status, headers=headers)
+            _validators(response, etag, st.st_mtime)
+            return response
+        stream = web.StreamResponse(status=status, headers=headers)
+        stream.content_length = stop - start
+        _validators(stream, etag, st.st_mtime)
+        await stream.prepare(request)
+        if request.method != "HEAD":
+            await _stream_file(stream, path, start, stop)
+        await stream.write_eof()
+        return stream
 
     async def _send_gzip(
         self, request: web.Request, path: Path, st: os.stat_result, headers: dict[str, str]
@@ -257,6 +256,23 @@ class FileSender:
         response = web.Response(body=body, headers=headers)
         _validators(response, etag, st.st_mtime)
         return response
+
+
+async def _stream_file(response: web.StreamResponse, path: Path, start: int, stop: int) -> None:
+    """Send bytes [start, stop) of a large file in chunks read on a worker thread."""
+    loop = asyncio.get_running_loop()
+    handle = await loop.run_in_executor(None, open, path, "rb")
+    try:
+        await loop.run_in_executor(None, handle.seek, start)
+        remaining = stop - start
+        while remaining > 0:
+            chunk = await loop.run_in_executor(None, handle.read, min(CHUNK, remaining))
+            if not chunk:
+                break  # the file shrank under us: the client sees a short body, not a hang
+            await response.write(chunk)
+            remaining -= len(chunk)
+    finally:
+        await loop.run_in_executor(None, handle.close)
 
 
 def _compress(path: Path, size: int) -> bytes:
