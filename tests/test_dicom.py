@@ -13,6 +13,7 @@ import openslide
 import pydicom
 import pytest
 import tifffile
+from PIL import Image
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.uid import generate_uid
 
@@ -197,3 +198,25 @@ def test_without_pydicom_says_how_to_install(boxes: Path, monkeypatch: pytest.Mo
     with pytest.raises(UnsupportedFormatError, match=r"pip install composite\[dicom\]") as err:
         open_slide(boxes / "boxes_0.dcm")
     assert isinstance(err.value, CompositeError)
+
+
+def test_exports_of_a_dicom_series_match_openslide(series: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*CLI, "export", str(series / "l0.dcm"), str(tmp_path), "--associated", "--levels", "0,1", "--format", "png"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    with openslide.OpenSlide(series / "l0.dcm") as theirs:
+        for level, size in enumerate(theirs.level_dimensions):
+            rgba = np.asarray(theirs.read_region((0, 0), level, size))
+            inside = rgba[:, :, 3] == 255
+            with Image.open(tmp_path / f"level{level}.png") as image:
+                ours = np.asarray(image.convert("RGB"))
+            assert np.array_equal(ours[inside], rgba[:, :, :3][inside])
+            assert (ours[~inside] == 255).all()  # missing sparse tiles are white
+        with Image.open(tmp_path / "label.png") as image:
+            assert np.array_equal(
+                np.asarray(image.convert("RGB")), np.asarray(theirs.associated_images["label"])[:, :, :3]
+            )
