@@ -273,3 +273,24 @@ def test_scanner_directory_to_tiff(tmp_path: Path, suffix: str) -> None:
     report = convert(scan.path, dst)
     assert report.levels[0].method == "reencode"
     assert psnr(_openslide_level(dst, 0), scan.expected) >= 38
+
+
+def test_real_aperio_file_round_trips(openslide_data: Path, tmp_path: Path) -> None:
+    """OpenSlide's small.svs (a real ImageScope export: 64-px tiles over a 16-px image) is copied."""
+    src = openslide_data / "small.svs"
+    report = convert(src, tmp_path / "small", to="cws")
+    assert report.levels[0].method == "copy" and report.levels[0].copied_tiles == 1
+    assert np.array_equal(compose_level(tmp_path / "small" / "FinalScan.ini"), _openslide_level(src, 0))
+    with open_slide(tmp_path / "small") as slide:
+        assert slide.mpp == (0.499, 0.499) and slide.magnification == 20
+
+
+def test_cws_to_cws_copies_every_block(copied_cws: tuple[Path, list[int]], tmp_path: Path) -> None:
+    directory, _ = copied_cws
+    report = convert(directory, tmp_path / "again", to="cws")
+    assert [level.method for level in report.levels] == ["copy", "copy", "copy"]
+    for name in ("Da0.jpg", "Da349.jpg", "L1Da3.jpg", "L2Da2.jpg"):
+        assert (tmp_path / "again" / name).read_bytes() == (directory / name).read_bytes()
+    assert (tmp_path / "again" / "FinalScan.ini").read_text() == (directory / "FinalScan.ini").read_text().replace(
+        "tWebSlideTitle=wide.svs", "tWebSlideTitle=wide"
+    )

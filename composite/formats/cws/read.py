@@ -34,7 +34,14 @@ _MAX_MISSING_LISTED = 10
 
 
 class MissingBlocksWarning(UserWarning):
-    """Block files named in the INI files are not in the directory (they are drawn white)."""
+    """Block files named in the INI files are not in the directory (they are drawn white).
+
+    ``missing`` lists every missing file name; the message names the first ten.
+    """
+
+    def __init__(self, message: str, missing: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.missing = list(missing or [])
 
 
 def listing(directory: Path) -> dict[str, str]:
@@ -193,12 +200,9 @@ def open_slide(path: Path) -> Slide:
     if builder.missing:
         listed = ", ".join(builder.missing[:_MAX_MISSING_LISTED])
         more = len(builder.missing) - _MAX_MISSING_LISTED
-        warnings.warn(
-            f"{directory}: {len(builder.missing)} block file(s) missing, drawn white: {listed}"
-            + (f" and {more} more" if more > 0 else ""),
-            MissingBlocksWarning,
-            stacklevel=3,
-        )
+        message = f"{directory}: {len(builder.missing)} block file(s) missing, drawn white: {listed}"
+        message += f" and {more} more" if more > 0 else ""
+        warnings.warn(MissingBlocksWarning(message, builder.missing), stacklevel=3)
     properties, mpp, magnification, description = _metadata(main)
     return Slide(
         format=NAME,

@@ -37,6 +37,7 @@ UNITS = 4  # stage units per level-0 pixel, what producers write (§1.4)
 WHOLE_SLIDE = 2048  # the lowest level is below this on its long side (and is ScanSlide.ini)
 DEFAULT_BLOCK = 512
 MAX_BLOCK = 4096
+MAX_COPIED_BLOCK = 1024  # larger source tiles are re-cut into DEFAULT_BLOCK blocks
 _PLANE = re.compile(r"[ud][1-9]")
 _APERIO_QUALITY = re.compile(r"\bQ=(\d{1,3})\b")
 
@@ -59,10 +60,9 @@ def _block_size(slide: Slide, options: WriteOptions) -> tuple[int, int]:
             raise UnsupportedFormatError(f"block size {width}x{height} is larger than {MAX_BLOCK} px")
         return width, height
     grid = slide.levels[0].grid
-    tiled = grid.tile_width < grid.width or grid.tile_height < grid.height
-    if tiled and max(grid.tile_width, grid.tile_height) <= MAX_BLOCK:
+    if max(grid.tile_width, grid.tile_height) <= MAX_COPIED_BLOCK:
         return grid.tile_width, grid.tile_height  # the source's tiles: byte-copied when JPEG
-    return DEFAULT_BLOCK, DEFAULT_BLOCK
+    return DEFAULT_BLOCK, DEFAULT_BLOCK  # a whole-image "tile" (a plain JPEG) is cut up for the web
 
 
 class _Frame:
