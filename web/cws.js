@@ -22,7 +22,7 @@
   const SAFE_FILE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
   const SAFE_BLOCK = /^[A-Za-z0-9_]+$/;
 
-  /** Sections of a Windows INI: [{name, values}] in file order; keys lower-cased. */
+  /** Sections of a Windows INI: [{name, values}] in file order; keys lower-cased, first one wins. */
   function parseIni(text) {
     const sections = [];
     let current = null;
@@ -34,7 +34,8 @@
         sections.push(current);
       } else if (current && line.includes("=")) {
         const at = line.indexOf("=");
-        current.values[line.slice(0, at).trim().toLowerCase()] = line.slice(at + 1).trim();
+        const key = line.slice(0, at).trim().toLowerCase();
+        if (!(key in current.values)) current.values[key] = line.slice(at + 1).trim(); // first one wins
       }
     }
     return sections;

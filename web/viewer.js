@@ -98,7 +98,7 @@
     $("info").hidden = false;
   }
 
-  /** A bar of 1, 2 or 5 x 10^n micrometres, about 120 screen pixels long. */
+  /** A bar of 1, 2 or 5 x 10^n micrometres, at most 150 screen pixels long. */
   function updateScaleBar() {
     const bar = $("scalebar");
     const viewer = state.viewer;
@@ -109,7 +109,7 @@
     }
     const zoom = viewer.world.getItemAt(0).viewportToImageZoom(viewer.viewport.getZoom(true));
     const micronsPerScreenPixel = slide.mpp / zoom;
-    const target = 120 * micronsPerScreenPixel;
+    const target = 150 * micronsPerScreenPixel;
     const power = Math.pow(10, Math.floor(Math.log10(target)));
     const length = [5, 2, 1].map((f) => f * power).find((v) => v <= target) || power;
     bar.style.width = `${Math.round(length / micronsPerScreenPixel)}px`;

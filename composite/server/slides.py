@@ -43,7 +43,7 @@ _Parsed = tuple[tuple[int, int, frozenset[str]], "SlideInfo"]
 
 
 def parse_ini(text: str, *, stop_at_blocks: bool = False) -> Sections:
-    """Sections of a Windows INI: names and keys lower-cased, values stripped, later keys win.
+    """Sections of a Windows INI: names and keys lower-cased, values stripped, first keys win.
 
     With ``stop_at_blocks`` parsing stops at the first section that looks like a block (``Da<N>``
     or ``L<k>Da<N>``), which is where our writer's header and level sections end.
@@ -61,7 +61,7 @@ def parse_ini(text: str, *, stop_at_blocks: bool = False) -> Sections:
             current = sections.setdefault(name, {})
         elif current is not None and "=" in line:
             key, _, value = line.partition("=")
-            current[key.strip().lower()] = value.strip()
+            current.setdefault(key.strip().lower(), value.strip())  # the first occurrence wins
     return sections
 
 
