@@ -14,6 +14,8 @@ want), files without the Part 10 preamble, and what the submodules list.
 
 from __future__ import annotations
 
+import itertools
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -42,24 +44,29 @@ def _is_part10(path: Path) -> bool:
     return head[128:132] == b"DICM"
 
 
+def _maybe_dicom(entry: os.DirEntry[str]) -> bool:
+    """Not hidden, not a known other format, a regular file."""
+    name = entry.name
+    return not name.startswith(".") and Path(name).suffix.lower() not in _NOT_DICOM_SUFFIXES and entry.is_file()
+
+
 def _candidates(directory: Path) -> list[Path]:
-    """Files of a directory that may be DICOM (not hidden, not a known other format)."""
-    files = []
-    for entry in sorted(directory.iterdir()):
-        if entry.name.startswith(".") or entry.suffix.lower() in _NOT_DICOM_SUFFIXES or not entry.is_file():
-            continue
-        files.append(entry)
-        if len(files) > _MAX_FILES:
-            raise LimitError(f"{directory}: more than {_MAX_FILES} files to look through")
-    return files
+    """Files of a directory that may be DICOM, sorted by name."""
+    with os.scandir(directory) as entries:
+        files = [Path(entry.path) for entry in entries if _maybe_dicom(entry)]
+    if len(files) > _MAX_FILES:
+        raise LimitError(f"{directory}: {len(files)} files to look through, more than {_MAX_FILES}")
+    return sorted(files)
 
 
 def sniff(path: Path) -> bool:
     if path.is_file():
         return _is_part10(path)
-    if path.is_dir():
-        return any(_is_part10(p) for p in _candidates(path)[:_SNIFF_LIMIT])
-    return False
+    if not path.is_dir():
+        return False
+    with os.scandir(path) as entries:  # lazily: a CWS directory holds thousands of blocks
+        candidates = (Path(entry.path) for entry in entries if _maybe_dicom(entry))
+        return any(_is_part10(p) for p in itertools.islice(candidates, _SNIFF_LIMIT))
 
 
 def open_slide(path: Path) -> Slide:
