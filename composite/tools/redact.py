@@ -231,10 +231,11 @@ def redact(
     dst: str | Path,
     plan: RedactPlan,
     *,
+    to: str | None = None,
     options: WriteOptions | None = None,
     progress: ProgressCallback = no_progress,
 ) -> tuple[ConversionReport, dict[int, int]]:
-    """Write the redacted ``src`` to ``dst`` (format from its name); the report and, per level,
+    """Write the redacted ``src`` to ``dst`` (format ``to`` or from its name); the report and, per level,
     how many tiles were re-encoded because a box touches them."""
     src, dst = Path(src), Path(dst)
     if dst.exists() and src.exists() and dst.resolve() == src.resolve():
@@ -243,7 +244,7 @@ def redact(
     with open_slide(src) as slide:
         redacted = redacted_slide(slide, plan)
         # tile_size None keeps the source grid where the format can, so untouched tiles are copied
-        report = convert(redacted, dst, options=options, progress=progress)
+        report = convert(redacted, dst, to=to, options=options, progress=progress)
         touched = {}
         for index, level in enumerate(redacted.levels):
             reader = level.reader
