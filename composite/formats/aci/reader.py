@@ -113,7 +113,12 @@ class _Opener:
         except CompositeError as err:
             if str(err).startswith(str(manifest)):
                 raise
-            raise type(err)(f"{where(manifest, line)}: component {raw!r}: {err}") from err
+            message = f"{where(manifest, line)}: component {raw!r}: {err}"
+            try:
+                wrapped = type(err)(message)  # keep the class: callers catch SlideNotFoundError etc.
+            except TypeError:
+                wrapped = FormatError(message)
+            raise wrapped from err
 
 
 def _build(
