@@ -5,54 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..geometry import Box
 from ..registry import open_slide
 from ..tools.export import ExportOptions, export_slide
 from ..tools.imagefiles import DEFAULT_MEMORY_BUDGET
+from .args import box, int_in, int_list, positive_float
 from .progress import progress_bar
-
-
-def _ints(text: str, count: int | None, what: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip() != ""]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be comma-separated integers, got {text!r}") from None
-    if (count is not None and len(values) != count) or not values:
-        raise argparse.ArgumentTypeError(f"{what} needs {count or 'at least one'} integers, got {text!r}")
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{what} must not be negative, got {text!r}")
-    return values
-
-
-def _region(text: str) -> Box:
-    x, y, w, h = _ints(text, 4, "--region X,Y,W,H")
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"--region width and height must be positive, got {text!r}")
-    return Box(x, y, w, h)
-
-
-def _positive_int(text: str) -> int:
-    value = _ints(text, 1, "value")[0]
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
-    return value
-
-
-def _quality(text: str) -> int:
-    value = _ints(text, 1, "--quality")[0]
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"--quality must be 1..100, got {text!r}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -67,20 +24,22 @@ def register(subparsers: Any) -> None:
     parser.add_argument("outdir", help="directory for the image files (created if missing)")
     parser.add_argument("--associated", action="store_true", help="export thumbnail, label and macro")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--levels", type=lambda t: _ints(t, None, "--levels"), help="levels to export, e.g. 0,2")
+    which.add_argument("--levels", type=int_list("--levels"), help="levels to export, e.g. 0,2")
     which.add_argument(
-        "--top", type=_positive_int, metavar="N", help="the N highest-resolution levels that fit the format"
+        "--top", type=int_in(1, None, "--top"), metavar="N", help="the N highest-resolution levels that fit the format"
     )
-    parser.add_argument("--region", type=_region, metavar="X,Y,W,H", help="a region in level-0 pixels")
+    parser.add_argument("--region", type=box("--region"), metavar="X,Y,W,H", help="a region in level-0 pixels")
     at = parser.add_mutually_exclusive_group()
     at.add_argument("--level", type=int, metavar="L", help="read --region at level L (default 0)")
-    at.add_argument("--downsample", type=_positive_float, metavar="D", help="read --region at downsample D")
+    at.add_argument(
+        "--downsample", type=positive_float("--downsample"), metavar="D", help="read --region at downsample D"
+    )
     parser.add_argument(
         "--format", choices=("jpeg", "png", "tiff"), default="jpeg", help="output format (default jpeg)"
     )
     parser.add_argument(
         "--quality",
-        type=_quality,
+        type=int_in(1, 100, "--quality"),
         help="JPEG quality 1..100 (default 90; JPEG associated images are copied unless set)",
     )
     parser.add_argument(
@@ -92,7 +51,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--plane", help="focal plane (or DICOM frame, e.g. frame-2) to export; 'all' for every one")
     parser.add_argument(
         "--memory-budget",
-        type=_positive_float,
+        type=positive_float("--memory-budget"),
         default=DEFAULT_MEMORY_BUDGET / 1e9,
         metavar="GB",
         help=f"largest JPEG/PNG image held in memory, in GB of RGB pixels (default {DEFAULT_MEMORY_BUDGET / 1e9:g})",

@@ -8,17 +8,8 @@ from typing import Any
 
 from ..registry import open_slide
 from ..tools.quality import quality_report
+from .args import int_in
 from .progress import progress_bar
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -29,7 +20,9 @@ def register(subparsers: Any) -> None:
         "print the compression factor and RMS error of each, beside Aperio's published figures.",
     )
     parser.add_argument("slide", help="slide file or directory")
-    parser.add_argument("--sample", type=_positive, default=32, metavar="N", help="tiles to sample (default 32)")
+    parser.add_argument(
+        "--sample", type=int_in(1, None, "--sample"), default=32, metavar="N", help="tiles to sample (default 32)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the tile sample (default 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -6,20 +6,10 @@ import argparse
 import sys
 from typing import Any
 
-from ..geometry import Box
 from ..output import WriteOptions
 from ..tools.redact import RedactPlan, redact
+from .args import box
 from .progress import progress_bar
-
-
-def _box(text: str) -> Box:
-    try:
-        x, y, w, h = (int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--box needs X,Y,W,H in level-0 pixels, got {text!r}") from None
-    if w <= 0 or h <= 0 or x < 0 or y < 0:
-        raise argparse.ArgumentTypeError(f"--box needs X,Y >= 0 and W,H > 0, got {text!r}")
-    return Box(x, y, w, h)
 
 
 def register(subparsers: Any) -> None:
@@ -33,7 +23,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("slide", help="slide file or directory")
     parser.add_argument("dst", help="output slide (.svs, .tif, or a directory name for CWS)")
     parser.add_argument(
-        "--box", type=_box, action="append", default=[], metavar="X,Y,W,H", help="level-0 box to black out (repeatable)"
+        "--box",
+        type=box("--box"),
+        action="append",
+        default=[],
+        metavar="X,Y,W,H",
+        help="level-0 box to black out (repeatable)",
     )
     parser.add_argument("--drop-label", action="store_true", help="leave the label image out")
     parser.add_argument("--drop-macro", action="store_true", help="leave the macro (overview) image out")
