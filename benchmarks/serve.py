@@ -8,7 +8,8 @@ same machine load. The load generator is wrk (Debian package ``wrk``) when insta
 bounded aiohttp client in its own process. Prints req/s, p50/p99 latency and error counts for
 each server and the ratio ours/nginx; writes the numbers to benchmarks/results/serve-*.json.
 
-Both servers get one process (``--nginx-workers``, default 1) since ours is one event loop.
+Both servers get the same number of worker processes (``--workers``, default 1): ours runs one
+event loop per process (``wsi-composite serve --workers N``), nginx ``worker_processes N``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from composite.convert import convert  # noqa: E402
 from composite.synthetic import write_synthetic_slide  # noqa: E402
-from tests.http_servers import composite_server, load, nginx_server  # noqa: E402
+from tests.http_servers import composite_server, cpu_seconds, load, nginx_server  # noqa: E402
 
 CACHE = HERE / "cache" / "serve"
 RESULTS = HERE / "results"
@@ -107,6 +108,7 @@ def combine(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": statistics.median(r["p50_ms"] for r in rounds),
         "p99_ms": max(r["p99_ms"] for r in rounds),
         "errors": sum(r["errors"] for r in rounds),
+        "cpu_us_per_request": statistics.mean(r["cpu_us_per_request"] for r in rounds),
         "rounds": rounds,
     }
 
@@ -119,7 +121,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--nginx-workers", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes for both servers")
     args = parser.parse_args()
 
     if args.dir:
@@ -136,7 +138,7 @@ def main() -> int:
         print("nginx is not installed (apt-get install nginx)", file=sys.stderr)
         return 2
     print(f"{len(paths)} blocks under {root}; client {client}, {args.connections} connections,"
-          f" {args.rounds} rounds of {args.seconds:g} s per server", flush=True)
+          f" {args.workers} worker process(es) each, {args.rounds} rounds of {args.seconds:g} s per server", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
         url_list = Path(tmp) / "paths.txt"
@@ -144,31 +146,39 @@ def main() -> int:
         script = Path(tmp) / "paths.lua"
         script.write_text(WRK_SCRIPT % url_list)
 
-        def measure(base: str, seconds: float) -> dict[str, Any]:
+        def measure(base: str, pid: int, seconds: float) -> dict[str, Any]:
+            before = cpu_seconds(pid)
             if client == "wrk":
-                return run_wrk(base, script, connections=args.connections, seconds=seconds)
-            return run_python(base, paths, connections=args.connections, seconds=seconds)
+                result = run_wrk(base, script, connections=args.connections, seconds=seconds)
+            else:
+                result = run_python(base, paths, connections=args.connections, seconds=seconds)
+            # CPU per request does not depend on what else the machine is doing, unlike req/s.
+            result["cpu_us_per_request"] = (cpu_seconds(pid) - before) / max(result["requests"], 1) * 1e6
+            return result
 
         rounds: dict[str, list[dict[str, Any]]] = {"composite": [], "nginx": []}
-        with composite_server(root, "--quiet") as (ours, _), nginx_server(
-            REPO / "web", root, Path(tmp) / "nginx", workers=args.nginx_workers
-        ) as theirs:
-            for base in (ours, theirs):
-                measure(base, 1.0)  # warm-up: page cache, connections
+        with composite_server(root, "--quiet", "--workers", str(args.workers)) as (ours, ours_process), nginx_server(
+            REPO / "web", root, Path(tmp) / "nginx", workers=args.workers
+        ) as (theirs, theirs_process):
+            servers = (("composite", ours, ours_process.pid), ("nginx", theirs, theirs_process.pid))
+            for _, base, pid in servers:
+                measure(base, pid, 1.0)  # warm-up: page cache, connections
             for _ in range(args.rounds):
-                for name, base in (("composite", ours), ("nginx", theirs)):
-                    rounds[name].append(measure(base, args.seconds))
+                for name, base, pid in servers:
+                    rounds[name].append(measure(base, pid, args.seconds))
 
     results = {name: combine(r) for name, r in rounds.items()}
     ratio = results["composite"]["req_per_s"] / results["nginx"]["req_per_s"]
-    print(f"{'server':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"{'server':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU us/req':>12}")
     for name, r in results.items():
-        print(f"{name:<12}{r['req_per_s']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}")
+        print(f"{name:<12}{r['req_per_s']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}"
+              f"{r['cpu_us_per_request']:>12.1f}")
     print(f"ratio composite/nginx: {ratio:.1%} of nginx's requests per second (target >= 50%)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"serve-{stamp}.json"
     out.write_text(json.dumps({"root": str(root), "client": client, "connections": args.connections,
+                               "workers": args.workers,
                                "seconds_per_round": args.seconds, "ratio": ratio, **results}, indent=2))
     print(f"written {out.relative_to(REPO)}")
     return 0

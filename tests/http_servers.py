@@ -26,6 +26,21 @@ from pathlib import Path
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its live descendants (Linux /proc)."""
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            pending.extend(int(c) for c in Path(f"/proc/{current}/task/{current}/children").read_text().split())
+        except (OSError, ValueError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -124,8 +139,10 @@ http {{
 
 
 @contextlib.contextmanager
-def nginx_server(web: Path, slides: Path, tmp: Path, *, workers: int = 1) -> Iterator[str]:
-    """Debian's nginx serving ``web`` at / and ``slides`` at /slides/; yields the base URL."""
+def nginx_server(
+    web: Path, slides: Path, tmp: Path, *, workers: int = 1
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Debian's nginx serving ``web`` at / and ``slides`` at /slides/; yields (base URL, master process)."""
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     conf = tmp / "nginx.conf"
@@ -145,7 +162,7 @@ def nginx_server(web: Path, slides: Path, tmp: Path, *, workers: int = 1) -> Ite
             _stop(process, signal.SIGQUIT)
             message = process.stderr.read().decode() if process.stderr else ""
             raise RuntimeError(f"nginx did not start: {message or err}") from err
-        yield url
+        yield url, process
     finally:
         _stop(process, signal.SIGQUIT)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import signal
 import socket
@@ -105,3 +106,29 @@ def test_package_data_ships_every_viewer_file() -> None:
     missing = [f for f in files if not any(fnmatch.fnmatchcase(f, p) and "/" not in f[len(p.rsplit("/", 1)[0]) + 1 :]
                                              for p in patterns)]
     assert missing == []
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_workers_share_the_socket_and_stop_together(root: Path, tmp_path: Path, sig: signal.Signals) -> None:
+    log = tmp_path / "stderr.txt"
+    with composite_server(root, "--workers", "2", log=log) as (url, process):
+        for _ in range(20):
+            assert _get(url + "slides/slide%20one/Da0.jpg")[0] == 200
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        process.send_signal(sig)
+        assert process.wait(timeout=15) == 0
+    for worker in workers:
+        assert not Path(f"/proc/{worker}").exists() or "zombie" in Path(f"/proc/{worker}/status").read_text()
+    assert log.read_text().count('"GET /slides/slide%20one/Da0.jpg HTTP/1.1" 200') == 20
+
+
+def test_a_dead_worker_stops_the_server(root: Path) -> None:
+    with composite_server(root, "--workers", "2", "--quiet") as (url, process):
+        assert _get(url + "api/slides")[0] == 200
+        os.kill(_children(process.pid)[0], signal.SIGKILL)
+        assert process.wait(timeout=15) == 1

@@ -204,7 +204,7 @@ def test_viewer_on_nginx(browser: Any, site: Path, synthetic_svs: Path, slide: s
     _require(Path(NGINX).exists(), "nginx is missing (Debian package nginx; make test installs it)")
     page = browser.new_page()
     try:
-        with nginx_server(WEB, site / "slides", tmp_path / "nginx") as url:  # the repository's own web/
+        with nginx_server(WEB, site / "slides", tmp_path / "nginx") as (url, _):  # the repository's own web/
             _check_slide(page, url, slide, synthetic_svs, "nginx")
     finally:
         page.close()

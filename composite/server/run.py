@@ -1,0 +1,112 @@
+"""Running the app: one listening socket, one or several worker processes, clean stops.
+
+``listen`` binds the socket first (so ``port=0`` has a real port to report before anything runs,
+and a busy port is an error before any process starts). ``serve`` runs the application on it
+until SIGINT or SIGTERM: the socket closes, requests in flight get ``shutdown_timeout`` seconds.
+With ``workers > 1`` (POSIX only) the process forks that many workers sharing the socket — the
+kernel spreads connections over them — and the parent only forwards the stop signal and waits;
+a worker that dies unexpectedly stops the others too (exit status 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ..errors import CompositeError
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); CompositeError when that is impossible."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+        return socket.create_server((host, port), family=family, backlog=1024)
+    except OSError as err:
+        raise CompositeError(f"{host}:{port}: cannot listen ({err.strerror or err})") from err
+
+
+async def _run_app(app: web.Application, sock: socket.socket, *, access_log: bool, shutdown_timeout: float) -> None:
+    runner = web.AppRunner(
+        app,
+        access_log=logging.getLogger("aiohttp.access") if access_log else None,
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=shutdown_timeout,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await web.SockSite(runner, sock).start()
+        await stop.wait()
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+        await runner.cleanup()
+
+
+def serve(
+    make_app: Callable[[], web.Application],
+    sock: socket.socket,
+    *,
+    workers: int = 1,
+    access_log: bool = True,
+    shutdown_timeout: float = 5.0,
+) -> int:
+    """Serve until SIGINT/SIGTERM; returns the exit status (0 after a requested stop)."""
+    if workers <= 1:
+        asyncio.run(_run_app(make_app(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
+        return 0
+    if not hasattr(os, "fork"):
+        raise CompositeError("--workers above 1 needs a POSIX system (fork)")
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: serve, then leave without running the parent's cleanup
+            status = 1
+            try:
+                asyncio.run(_run_app(make_app(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
+                status = 0
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        children.append(pid)
+    sock.close()
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    status = 0
+    try:
+        while children:
+            pid, wait_status = os.wait()
+            if pid in children:
+                children.remove(pid)
+            if not stopping:  # a worker died on its own: take the others down too
+                status = 1
+                stop(signal.SIGTERM, None)
+            elif os.waitstatus_to_exitcode(wait_status) != 0:
+                status = 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return status
