@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import configparser
+import hashlib
 import json
 import os
 import re
@@ -34,7 +35,9 @@ QUALITY = 80
 
 
 def synthetic_slide(width: int, height: int) -> Path:
-    path = CACHE / f"synthetic-{width}x{height}.svs"
+    """The cached slide; its name carries a hash of the generator, so a changed generator remakes it."""
+    version = hashlib.sha256(Path(synthetic.__file__).read_bytes()).hexdigest()[:8]
+    path = CACHE / f"synthetic-{width}x{height}-{version}.svs"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         print(f"making {path.name} (cached for later runs) ...", flush=True)
@@ -96,8 +99,8 @@ def our_block_cws(svs: Path, *, refresh: bool) -> Path:
         print(f"making {out.name} with our converter (cached) ...", flush=True)
         shutil.rmtree(out, ignore_errors=True)
         size = f"{BLOCK[0]}x{BLOCK[1]}"
-        argv = [*wsi_composite(), "convert", str(svs), str(out), "--to", "cws", "--tile-size", size, "--quiet"]
-        subprocess.run(argv, check=True)
+        argv = [*wsi_composite(), "convert", str(svs), str(out), "--to", "cws", "--tile-size", size]
+        subprocess.run([*argv, "--quality", str(QUALITY), "--quiet"], check=True, stdout=subprocess.DEVNULL)
     return out
 
 
@@ -118,8 +121,9 @@ def cws_block_plan(cws: Path) -> dict[str, object]:
     missing = [f for f in files if not os.path.exists(f)]
     if missing:
         raise RuntimeError(f"{cws}: {len(missing)} blocks have no file, the first {missing[0]}")
-    level0 = ini["level0"] if ini.has_section("level0") else None
-    header = ini["header"]
+    sections = {name.lower(): section for name, section in ini.items()}  # INI names are case-blind
+    level0 = sections.get("level0")
+    header = sections["header"]
     width = int(level0["iwidth"]) if level0 else across * int(header["iimagewidth"])
     height = int(level0["iheight"]) if level0 else len(blocks) // across * int(header["iimageheight"])
     return {"files": files, "across": across, "width": width, "height": height, "source": str(cws)}

@@ -75,10 +75,13 @@ def _system_dzsave(ctx: Context, out: Path) -> list[str]:
     return ["vips", "dzsave", str(ctx.svs), str(out), "--suffix", ".jpg[Q=80]", "--tile-size", "256", "--overlap", "0"]
 
 
-def _cws_to_svs(ctx: Context, out: Path) -> list[str]:
-    ctx.require("cws", "svs")  # the input is made by our CWS writer
-    cws = inputs.our_block_cws(ctx.svs, refresh=ctx.refresh)
-    return ctx.ours("svs", cws, out.with_suffix(".svs"))
+def _cws_to_svs(*options: str) -> Command:
+    def command(ctx: Context, out: Path) -> list[str]:
+        ctx.require("cws", "svs")  # the input is made by our CWS writer
+        cws = inputs.our_block_cws(ctx.svs, refresh=ctx.refresh)
+        return ctx.ours("svs", cws, out.with_suffix(".svs"), *options)
+
+    return command
 
 
 def _arrayjoin(ctx: Context, out: Path) -> list[str]:
@@ -111,7 +114,14 @@ JOBS = (
     ),
     Job("3", "libvips (pip) dzsave 256 Q80, tiffload", lambda c, o: c.pip_vips("dzsave", c.svs, o)),
     Job("3b", "libvips (Debian CLI) vips dzsave 256 Q80", _system_dzsave),
-    Job("4", "ours: CWS 752x480 -> SVS", _cws_to_svs, ("7",)),
+    Job("4", "ours: CWS 752x480 -> SVS default", _cws_to_svs(), ("7",)),
+    # Job 4's default keeps the 752x480 blocks as tiles (a byte copy); 4b does job 7's work.
+    Job(
+        "4b",
+        "ours: CWS 752x480 -> SVS re-encoded 256 Q80",
+        _cws_to_svs("--tile-size", "256", "--quality", "80"),
+        ("7",),
+    ),
     Job(
         "5", "libvips (pip) tiffsave 256 Q80 pyramid", lambda c, o: c.pip_vips("tiffsave", c.svs, o.with_suffix(".tif"))
     ),
@@ -130,7 +140,7 @@ def _select(spec: str | None) -> list[Job]:
     if not spec:
         return list(JOBS)
     wanted = {s.strip() for s in spec.split(",") if s.strip()}
-    # "3" selects both libvips dzsave lines (3 and 3b); "3b" only the Debian one.
+    # "3" selects both dzsave lines (3 and 3b), "4" both CWS -> SVS lines; "3b" only that one.
     chosen = [j for j in JOBS if j.id in wanted or j.id.rstrip("b") in wanted]
     unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("b") for j in JOBS}
     if unknown:
