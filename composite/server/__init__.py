@@ -25,7 +25,16 @@ from pathlib import Path
 from aiohttp import hdrs, web
 
 from ..errors import SlideNotFoundError
-from .files import CACHE_API, CACHE_IMMUTABLE, CACHE_SHORT, CACHE_VIEWER, IMAGE_SUFFIXES, FileSender, resolve
+from .files import (
+    CACHE_API,
+    CACHE_IMMUTABLE,
+    CACHE_SHORT,
+    CACHE_VIEWER,
+    IMAGE_SUFFIXES,
+    FileSender,
+    resolve,
+    suffix_of,
+)
 from .slides import SlideIndex
 
 __all__ = ["create_app", "web_directory"]
@@ -70,7 +79,7 @@ def create_app(root: str | Path, *, cors: str | None = None, web_dir: str | Path
 async def _slide_file(request: web.Request) -> web.StreamResponse:
     app = request.app
     path = await _resolve(app[ROOT_KEY], request.match_info["tail"])
-    cache = CACHE_IMMUTABLE if path.suffix.lower() in IMAGE_SUFFIXES else CACHE_SHORT
+    cache = CACHE_IMMUTABLE if suffix_of(path) in IMAGE_SUFFIXES else CACHE_SHORT
     return await app[SENDER_KEY].send(request, path, cache_control=cache)
 
 
@@ -80,7 +89,7 @@ async def _viewer_file(request: web.Request) -> web.StreamResponse:
     return await app[SENDER_KEY].send(request, path, cache_control=CACHE_VIEWER)
 
 
-async def _resolve(base: Path, tail: str) -> Path:
+async def _resolve(base: Path, tail: str) -> str:
     # A few local stat calls: cheaper on the loop than a round trip through a thread.
     path = resolve(base, tail)
     if path is None:

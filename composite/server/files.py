@@ -58,43 +58,45 @@ CHUNK = 256 * 1024
 GZIP_MAX_FILE = 64 * 1024 * 1024
 GZIP_CACHE_BYTES = 64 * 1024 * 1024
 _SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-_BAD_SEGMENT = re.compile(r"[\\\x00]|^[A-Za-z]:")
+# Refused anywhere in a URL tail: a leading or doubled slash, a segment starting with a dot
+# (hidden names, "." and ".."), an empty last segment, backslashes, NUL, a drive letter.
+_REFUSED = re.compile(r"^/|//|(^|/)\.|/$|[\\\x00]|(^|/)[A-Za-z]:")
 
 
-def content_type(path: Path) -> str:
-    return CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream")
+def suffix_of(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
 
 
-def resolve(base: Path, tail: str) -> Path | None:
-    """The regular file ``tail`` names under ``base`` (a real path), or None when refused."""
-    if not tail or tail.startswith("/"):
+def content_type(path: str | Path) -> str:
+    return CONTENT_TYPES.get(suffix_of(str(path)), "application/octet-stream")
+
+
+def resolve(base: str | Path, tail: str) -> str | None:
+    """The real path of the regular file ``tail`` names under ``base`` (a real path), or None."""
+    if not tail or _REFUSED.search(tail):
         return None
-    parts = tail.split("/")
-    for part in parts:
-        if not part or part.startswith(".") or _BAD_SEGMENT.search(part):
-            return None
     base_text = str(base)
     # Walk the components below the (already real) base with lstat: the common case has no
     # symlink and costs one lstat per component; any symlink sends the whole path to realpath.
     real = base_text
     try:
-        for part in parts:
-            real = os.path.join(real, part)
+        for part in tail.split("/"):
+            real = f"{real}/{part}"
             mode = os.lstat(real).st_mode
             if stat.S_ISLNK(mode):
-                real = os.path.realpath(os.path.join(base_text, *parts))
+                real = os.path.realpath(f"{base_text}/{tail}")
+                if not real.startswith(base_text + os.sep):
+                    return None  # outside the tree, through a symlink
+                # A symlink inside the tree may still point at a hidden name.
+                if any(p.startswith(".") for p in real[len(base_text) + 1 :].split(os.sep)):
+                    return None
                 mode = os.stat(real).st_mode
                 break
     except (OSError, ValueError):
         return None
-    if not real.startswith(base_text + os.sep):
-        return None  # outside the tree, through a symlink
-    # A symlink inside the tree may still point at a hidden name.
-    if any(part.startswith(".") for part in real[len(base_text) + 1 :].split(os.sep)):
-        return None
     if not stat.S_ISREG(mode):
         return None  # directories are never listed; devices, sockets and fifos never served
-    return Path(real)
+    return real
 
 
 def _etag_matches(header: str, etags: tuple[str, ...]) -> bool:
@@ -148,7 +150,7 @@ def _byte_range(request: web.Request, size: int, mtime: float) -> tuple[int, int
     return start, stop
 
 
-def _read_small(path: Path) -> tuple[os.stat_result, bytes | None]:
+def _read_small(path: str) -> tuple[os.stat_result, bytes | None]:
     """The file's stat and, when it is small, its bytes (stat taken on the opened file)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -198,13 +200,15 @@ class FileSender:
     def __init__(self) -> None:
         self._gzip = _GzipCache(GZIP_CACHE_BYTES)
 
-    async def send(self, request: web.Request, path: Path, *, cache_control: str) -> web.StreamResponse:
+    async def send(self, request: web.Request, path: str, *, cache_control: str) -> web.StreamResponse:
         try:
             st, data = _read_small(path)
         except OSError:
             raise web.HTTPNotFound() from None
-        headers: dict[str, str] = {hdrs.CACHE_CONTROL: cache_control, hdrs.CONTENT_TYPE: content_type(path)}
-        if path.suffix.lower() in TEXT_SUFFIXES:
+        suffix = suffix_of(path)
+        content = CONTENT_TYPES.get(suffix, "application/octet-stream")
+        headers: dict[str, str] = {hdrs.CACHE_CONTROL: cache_control, hdrs.CONTENT_TYPE: content}
+        if suffix in TEXT_SUFFIXES:
             headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
             accepts_gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
             if accepts_gzip and hdrs.RANGE not in request.headers and st.st_size <= GZIP_MAX_FILE:
@@ -238,7 +242,7 @@ class FileSender:
         return stream
 
     async def _send_gzip(
-        self, request: web.Request, path: Path, st: os.stat_result, headers: dict[str, str]
+        self, request: web.Request, path: str, st: os.stat_result, headers: dict[str, str]
     ) -> web.StreamResponse:
         plain_etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
         etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}-gzip"'
@@ -247,7 +251,7 @@ class FileSender:
             response = web.Response(status=status, headers={k: v for k, v in headers.items() if k != hdrs.CONTENT_TYPE})
             _validators(response, etag, st.st_mtime)
             return response
-        key = (str(path), st.st_mtime_ns, st.st_size)
+        key = (path, st.st_mtime_ns, st.st_size)
         body = self._gzip.get(key)
         if body is None:
             body = await asyncio.get_running_loop().run_in_executor(None, _compress, path, st.st_size)
@@ -258,7 +262,7 @@ class FileSender:
         return response
 
 
-async def _stream_file(response: web.StreamResponse, path: Path, start: int, stop: int) -> None:
+async def _stream_file(response: web.StreamResponse, path: str, start: int, stop: int) -> None:
     """Send bytes [start, stop) of a large file in chunks read on a worker thread."""
     loop = asyncio.get_running_loop()
     handle = await loop.run_in_executor(None, open, path, "rb")
@@ -275,7 +279,7 @@ async def _stream_file(response: web.StreamResponse, path: Path, start: int, sto
         await loop.run_in_executor(None, handle.close)
 
 
-def _compress(path: Path, size: int) -> bytes:
+def _compress(path: str, size: int) -> bytes:
     with open(path, "rb") as handle:
         data = handle.read(size + 1)
     return gzip.compress(data, compresslevel=6, mtime=0)
