@@ -24,6 +24,7 @@ class Measurement:
     peak_rss_mb: float
     returncode: int
     stderr_tail: str
+    load1: float  # the 1-minute load average when the job started: how shared the machine was
 
     @property
     def ok(self) -> bool:
@@ -47,6 +48,7 @@ def run_measured(argv: Sequence[str | Path], *, sync: bool = False, log: Path) -
     record = log.with_suffix(".json")
     # -S: no site packages, so the shim (whose memory is every job's floor) stays a few MB.
     shim = [sys.executable, "-S", str(LAUNCH), str(record), str(log), "--", *map(str, argv)]
+    load1 = os.getloadavg()[0]
     subprocess.run(shim, check=True)
     data = json.loads(record.read_text())
     wall = data["wall_s"]
@@ -61,4 +63,5 @@ def run_measured(argv: Sequence[str | Path], *, sync: bool = False, log: Path) -
         peak_rss_mb=data["peak_rss_mb"],
         returncode=data["returncode"],
         stderr_tail=" | ".join(lines[-3:]),
+        load1=load1,
     )

@@ -188,11 +188,13 @@ def _summary(runs: list[Measurement]) -> dict[str, float]:
         "cpu_s": statistics.median(r.cpu_s for r in runs),
         "cpu_use": statistics.median(r.cpu_use for r in runs),
         "peak_rss_mb": max(r.peak_rss_mb for r in runs),
+        "load1": statistics.median(r.load1 for r in runs),
     }
 
 
 def _table(jobs: list[Job], results: dict[str, dict[str, object]], megapixels: float) -> str:
-    head = f"{'job':<4} {'what':<44} {'wall s':>8} {'MP/s':>7} {'CPU use':>7} {'RSS MB':>7}  vs peer (speed, RSS)"
+    columns = ("wall s", 8), ("MP/s", 7), ("CPU use", 7), ("RSS MB", 7), ("load", 5)
+    head = f"{'job':<4} {'what':<44} " + " ".join(f"{c:>{w}}" for c, w in columns) + "  vs peer (speed, RSS)"
     lines = [head, "-" * len(head)]
     for job in jobs:
         res = results[job.id]
@@ -208,7 +210,7 @@ def _table(jobs: list[Job], results: dict[str, dict[str, object]], megapixels: f
                 versus.append(f"{speed:.2f}x speed, {s['peak_rss_mb'] / other['peak_rss_mb']:.2f}x RSS of {peer}")
         lines.append(
             f"{job.id:<4} {job.name:<44} {s['wall_s']:8.2f} {megapixels / s['wall_s']:7.1f} "
-            f"{s['cpu_use']:7.2f} {s['peak_rss_mb']:7.0f}  {'; '.join(versus)}"
+            f"{s['cpu_use']:7.2f} {s['peak_rss_mb']:7.0f} {s['load1']:5.1f}  {'; '.join(versus)}"
         )
     return "\n".join(lines)
 
@@ -248,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(result)
             else:
                 runs[job.id].append(result)
-                print(f"{result.wall_s:.1f} s, {result.peak_rss_mb:.0f} MB, load {os.getloadavg()[0]:.1f}")
+                print(f"{result.wall_s:.1f} s, {result.peak_rss_mb:.0f} MB (load {result.load1:.1f} at start)")
     results: dict[str, dict[str, object]] = {}
     for job in jobs:
         entry: dict[str, object] = {"name": job.name, "peers": list(job.peers)}
@@ -259,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             entry["summary"] = _summary(runs[job.id])
         results[job.id] = entry
     print()
-    print(f"{width} x {height} px SVS ({megapixels:.0f} MP at level 0), {args.repeat} run(s) each, median wall")
+    print(f"{width} x {height} px SVS ({megapixels:.0f} MP at level 0), {args.repeat} run(s) each:")
+    print("median wall, CPU use and load (1-min load average at the start), largest RSS")
     print(", ".join(f"{k} {v}" for k, v in versions.items()))
     print(_table(jobs, results, megapixels))
     for key, note in sorted(ctx.notes.items()):
