@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
 from typing import Any
 
 from ..convert import COMPRESSIONS, WRITERS, WriteOptions, convert
+from .args import int_in
 from .compose import add_convert_options, convert_extra, convert_source
 from .progress import progress_bar
 
@@ -28,22 +28,6 @@ def tile_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
-    """An argparse type: an integer in low..high (no upper bound when ``high`` is None)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            bounds = f"{low}..{high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"{what} must be {bounds}, got {value}")
-        return value
-
-    return parse
-
-
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "convert",
@@ -55,11 +39,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--to", metavar="|".join(WRITERS), help="output format (default: from DST's extension)")
     parser.add_argument("--tile-size", type=tile_size, metavar="N|WxH", help="tile size (default: keep the source's)")
     parser.add_argument("--compression", choices=COMPRESSIONS, help="tile codec (default: the source's, else jpeg)")
-    quality = _int_in(1, 100, "quality")
+    quality = int_in(1, 100, "quality")
     parser.add_argument("--quality", type=quality, metavar="Q", help="JPEG/J2K quality (SVS/TIFF: 90, lower levels 95)")
     parser.add_argument("--bigtiff", choices=("auto", "yes", "no"), default="auto", help="BigTIFF (default: auto)")
     parser.add_argument("--ome", action="store_true", help="OME-TIFF with SubIFD levels (TIFF output)")
-    workers = _int_in(1, None, "workers")
+    workers = int_in(1, None, "workers")
     parser.add_argument("--workers", type=workers, metavar="N", help="decode/encode threads (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
