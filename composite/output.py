@@ -110,8 +110,12 @@ Writer = Callable[..., ConversionReport]
 
 
 def check_destination(dst: Path, *, overwrite: bool) -> None:
-    """Raise :class:`OutputExistsError` when ``dst`` exists and overwriting was not asked for."""
-    if (dst.exists() or dst.is_symlink()) and not overwrite:
+    """Raise :class:`OutputExistsError` when ``dst`` exists and overwriting was not asked for.
+
+    An existing empty directory does not count: ``mkdir out && convert slide.svs out`` is normal.
+    """
+    empty_dir = dst.is_dir() and not dst.is_symlink() and not any(dst.iterdir())
+    if (dst.exists() or dst.is_symlink()) and not empty_dir and not overwrite:
         raise OutputExistsError(f"{dst}: already exists (use --overwrite to replace it)")
 
 

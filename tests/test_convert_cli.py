@@ -75,6 +75,18 @@ def test_existing_destination_needs_overwrite(source: Path, tmp_path: Path, caps
     assert dst.read_bytes()[:4] == b"II*\x00"
 
 
+def test_existing_empty_directory_is_a_fine_cws_destination(
+    source: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dst = tmp_path / "slide"
+    dst.mkdir()
+    assert main(["convert", str(source), str(dst), "--quiet"]) == 0
+    assert (dst / "FinalScan.ini").is_file()
+    capsys.readouterr()
+    assert main(["convert", str(source), str(dst), "--quiet"]) == 2  # no longer empty
+    assert "--overwrite" in _error_line(capsys)
+
+
 def test_unknown_extension_and_missing_source(tmp_path: Path, source: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["convert", str(source), str(tmp_path / "out.png"), "--quiet"]) == 2
     assert "out.png" in _error_line(capsys)

@@ -251,8 +251,7 @@ def write(
     if options.compression not in (None, "jpeg"):
         raise UnsupportedFormatError(f"{dst}: CWS blocks are JPEG, not {options.compression}")
     block = _block_size(slide, options)
-    overwrite = options.overwrite or (dst.is_dir() and not dst.is_symlink() and not any(dst.iterdir()))
-    with atomic_output(dst, overwrite=overwrite, directory=True) as tmp:
+    with atomic_output(dst, overwrite=options.overwrite, directory=True) as tmp:
         levels = pyramid_levels(
             slide,
             factor=4,
