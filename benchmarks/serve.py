@@ -64,7 +64,9 @@ def slide_root(width: int, height: int) -> Path:
 def run_wrk(base: str, script: Path, *, connections: int, seconds: float) -> dict[str, Any]:
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), base.rstrip("/")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
     def millis(label: str) -> float:
@@ -82,13 +84,15 @@ def run_wrk(base: str, script: Path, *, connections: int, seconds: float) -> dic
 def _python_client(base: str, paths: list[str], connections: int, seconds: float, queue: Any) -> None:
     result = asyncio.run(load(base, paths, connections=connections, seconds=seconds))
     latencies = sorted(result.latencies) or [0.0]
-    queue.put({
-        "requests": result.requests,
-        "req_per_s": result.requests / result.seconds,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "errors": sum(result.errors.values()),
-    })
+    queue.put(
+        {
+            "requests": result.requests,
+            "req_per_s": result.requests / result.seconds,
+            "p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+            "errors": sum(result.errors.values()),
+        }
+    )
 
 
 def run_python(base: str, paths: list[str], *, connections: int, seconds: float) -> dict[str, Any]:
@@ -137,8 +141,11 @@ def main() -> int:
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         print("nginx is not installed (apt-get install nginx)", file=sys.stderr)
         return 2
-    print(f"{len(paths)} blocks under {root}; client {client}, {args.connections} connections,"
-          f" {args.workers} worker process(es) each, {args.rounds} rounds of {args.seconds:g} s per server", flush=True)
+    print(
+        f"{len(paths)} blocks under {root}; client {client}, {args.connections} connections,"
+        f" {args.workers} worker process(es) each, {args.rounds} rounds of {args.seconds:g} s per server",
+        flush=True,
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         url_list = Path(tmp) / "paths.txt"
@@ -157,9 +164,10 @@ def main() -> int:
             return result
 
         rounds: dict[str, list[dict[str, Any]]] = {"composite": [], "nginx": []}
-        with composite_server(root, "--quiet", "--workers", str(args.workers)) as (ours, ours_process), nginx_server(
-            REPO / "web", root, Path(tmp) / "nginx", workers=args.workers
-        ) as (theirs, theirs_process):
+        with (
+            composite_server(root, "--quiet", "--workers", str(args.workers)) as (ours, ours_process),
+            nginx_server(REPO / "web", root, Path(tmp) / "nginx", workers=args.workers) as (theirs, theirs_process),
+        ):
             servers = (("composite", ours, ours_process.pid), ("nginx", theirs, theirs_process.pid))
             for _, base, pid in servers:
                 measure(base, pid, 1.0)  # warm-up: page cache, connections
@@ -171,15 +179,28 @@ def main() -> int:
     ratio = results["composite"]["req_per_s"] / results["nginx"]["req_per_s"]
     print(f"{'server':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU us/req':>12}")
     for name, r in results.items():
-        print(f"{name:<12}{r['req_per_s']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}"
-              f"{r['cpu_us_per_request']:>12.1f}")
+        print(
+            f"{name:<12}{r['req_per_s']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}"
+            f"{r['cpu_us_per_request']:>12.1f}"
+        )
     print(f"ratio composite/nginx: {ratio:.1%} of nginx's requests per second (target >= 50%)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"serve-{stamp}.json"
-    out.write_text(json.dumps({"root": str(root), "client": client, "connections": args.connections,
-                               "workers": args.workers,
-                               "seconds_per_round": args.seconds, "ratio": ratio, **results}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "root": str(root),
+                "client": client,
+                "connections": args.connections,
+                "workers": args.workers,
+                "seconds_per_round": args.seconds,
+                "ratio": ratio,
+                **results,
+            },
+            indent=2,
+        )
+    )
     print(f"written {out.relative_to(REPO)}")
     return 0
 

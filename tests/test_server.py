@@ -376,3 +376,19 @@ async def test_large_files_follow_the_same_rules(client: TestClient[Any, Any], t
     assert (await client.get(path, headers={"Range": f"bytes={len(data)}-"})).status == 416
     head = await client.head(path)
     assert head.status == 200 and head.headers["Content-Length"] == str(len(data)) and await head.read() == b""
+
+
+async def test_rewritten_blocks_are_not_served_from_memory(client: TestClient[Any, Any], tree: Path) -> None:
+    path = tree / "cases/ours/Da5.jpg"
+    original = path.read_bytes()
+    assert await (await client.get(BLOCK)).read() == original  # now cached
+    st = path.stat()
+    changed = bytes(b ^ 0xFF for b in original)  # same size
+    path.write_bytes(changed)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert await (await client.get(BLOCK)).read() == changed
+    replacement = path.with_name("new.jpg")  # same size and mtime, another inode, renamed over it
+    replacement.write_bytes(original)
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    os.replace(replacement, path)
+    assert await (await client.get(BLOCK)).read() == original

@@ -78,23 +78,23 @@ def create_app(root: str | Path, *, cors: str | None = None, web_dir: str | Path
 
 async def _slide_file(request: web.Request) -> web.StreamResponse:
     app = request.app
-    path = await _resolve(app[ROOT_KEY], request.match_info["tail"])
+    path, st = _resolve(app[ROOT_KEY], request.match_info["tail"])
     cache = CACHE_IMMUTABLE if suffix_of(path) in IMAGE_SUFFIXES else CACHE_SHORT
-    return await app[SENDER_KEY].send(request, path, cache_control=cache)
+    return await app[SENDER_KEY].send(request, path, st, cache_control=cache)
 
 
 async def _viewer_file(request: web.Request) -> web.StreamResponse:
     app = request.app
-    path = await _resolve(app[WEB_KEY], request.match_info["tail"] or "index.html")
-    return await app[SENDER_KEY].send(request, path, cache_control=CACHE_VIEWER)
+    path, st = _resolve(app[WEB_KEY], request.match_info["tail"] or "index.html")
+    return await app[SENDER_KEY].send(request, path, st, cache_control=CACHE_VIEWER)
 
 
-async def _resolve(base: Path, tail: str) -> str:
-    # A few local stat calls: cheaper on the loop than a round trip through a thread.
-    path = resolve(base, tail)
-    if path is None:
+def _resolve(base: Path, tail: str) -> tuple[str, os.stat_result]:
+    # A few local lstat calls: cheaper on the loop than a round trip through a thread.
+    found = resolve(base, tail)
+    if found is None:
         raise web.HTTPNotFound()
-    return path
+    return found
 
 
 async def _api_slides(request: web.Request) -> web.StreamResponse:

@@ -7,8 +7,9 @@ is outside the base is refused after. Directories are never listed. Every refusa
 client cannot probe what exists outside the tree.
 
 Small files (blocks are a few tens of kB) are read in one go on the event loop — a local read of
-that size costs less than handing it to a thread — and answered from memory; larger ones are
-streamed in chunks read on a worker thread. Both follow the same rules: ETag
+that size costs less than handing it to a thread — and kept in a bounded LRU (64 MB) keyed by
+path, inode, mtime and size, so a block asked for again costs only the lstat calls of the path
+check; larger files are streamed in chunks read on a worker thread. Both follow the same rules: ETag
 ``"<mtime_ns>-<size>"`` (aiohttp's format), Last-Modified rounded up to the second, 304/412 on
 conditional requests, one byte range per request. Text files (INI, HTML, JS, CSS, JSON) are
 gzip-compressed for clients that accept it, with their own ETag; compressed bodies are cached by
@@ -54,6 +55,7 @@ CONTENT_TYPES = {
 TEXT_SUFFIXES = frozenset({".ini", ".txt", ".html", ".js", ".mjs", ".css", ".json", ".map", ".svg"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
 SMALL_FILE = 1024 * 1024
+FILE_CACHE_BYTES = 64 * 1024 * 1024
 CHUNK = 256 * 1024
 GZIP_MAX_FILE = 64 * 1024 * 1024
 GZIP_CACHE_BYTES = 64 * 1024 * 1024
@@ -71,8 +73,8 @@ def content_type(path: str | Path) -> str:
     return CONTENT_TYPES.get(suffix_of(str(path)), "application/octet-stream")
 
 
-def resolve(base: str | Path, tail: str) -> str | None:
-    """The real path of the regular file ``tail`` names under ``base`` (a real path), or None."""
+def resolve(base: str | Path, tail: str) -> tuple[str, os.stat_result] | None:
+    """The real path and stat of the regular file ``tail`` names under ``base`` (a real path), or None."""
     if not tail or _REFUSED.search(tail):
         return None
     base_text = str(base)
@@ -82,21 +84,21 @@ def resolve(base: str | Path, tail: str) -> str | None:
     try:
         for part in tail.split("/"):
             real = f"{real}/{part}"
-            mode = os.lstat(real).st_mode
-            if stat.S_ISLNK(mode):
+            st = os.lstat(real)
+            if stat.S_ISLNK(st.st_mode):
                 real = os.path.realpath(f"{base_text}/{tail}")
                 if not real.startswith(base_text + os.sep):
                     return None  # outside the tree, through a symlink
                 # A symlink inside the tree may still point at a hidden name.
                 if any(p.startswith(".") for p in real[len(base_text) + 1 :].split(os.sep)):
                     return None
-                mode = os.stat(real).st_mode
+                st = os.stat(real)
                 break
     except (OSError, ValueError):
         return None
-    if not stat.S_ISREG(mode):
+    if not stat.S_ISREG(st.st_mode):
         return None  # directories are never listed; devices, sockets and fifos never served
-    return real
+    return real, st
 
 
 def _etag_matches(header: str, etags: tuple[str, ...]) -> bool:
@@ -170,21 +172,21 @@ def _read_small(path: str) -> tuple[os.stat_result, bytes | None]:
         os.close(fd)
 
 
-class _GzipCache:
-    """Compressed text bodies keyed by (path, mtime_ns, size); least recently used leave first."""
+class _ByteCache:
+    """File bodies keyed by path and stat fields; least recently used leave first."""
 
     def __init__(self, limit: int) -> None:
         self._limit = limit
         self._bytes = 0
-        self._entries: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
 
-    def get(self, key: tuple[str, int, int]) -> bytes | None:
+    def get(self, key: tuple[str, int, int, int]) -> bytes | None:
         body = self._entries.get(key)
         if body is not None:
             self._entries.move_to_end(key)
         return body
 
-    def put(self, key: tuple[str, int, int], body: bytes) -> None:
+    def put(self, key: tuple[str, int, int, int], body: bytes) -> None:
         if len(body) > self._limit:
             return
         self._entries[key] = body
@@ -197,12 +199,27 @@ class _GzipCache:
 class FileSender:
     """Builds responses for files already checked by :func:`resolve`."""
 
-    def __init__(self) -> None:
-        self._gzip = _GzipCache(GZIP_CACHE_BYTES)
+    def __init__(self, *, cache_bytes: int = FILE_CACHE_BYTES) -> None:
+        self._gzip = _ByteCache(GZIP_CACHE_BYTES)
+        self._files = _ByteCache(cache_bytes)
 
-    async def send(self, request: web.Request, path: str, *, cache_control: str) -> web.StreamResponse:
+    def _small_body(self, path: str, st: os.stat_result) -> tuple[os.stat_result, bytes | None]:
+        """The bytes of a small file, from memory when its stat has not changed since it was read."""
+        key = (path, st.st_ino, st.st_mtime_ns, st.st_size)
+        data = self._files.get(key) if st.st_size <= SMALL_FILE else None
+        if data is not None:
+            return st, data
+        st, data = _read_small(path)
+        if data is not None and key == (path, st.st_ino, st.st_mtime_ns, st.st_size):
+            self._files.put(key, data)
+        return st, data
+
+    async def send(
+        self, request: web.Request, path: str, st: os.stat_result, *, cache_control: str
+    ) -> web.StreamResponse:
+        """Answer for the file ``path`` whose stat :func:`resolve` gave."""
         try:
-            st, data = _read_small(path)
+            st, data = self._small_body(path, st)
         except OSError:
             raise web.HTTPNotFound() from None
         suffix = suffix_of(path)
@@ -251,7 +268,7 @@ class FileSender:
             response = web.Response(status=status, headers={k: v for k, v in headers.items() if k != hdrs.CONTENT_TYPE})
             _validators(response, etag, st.st_mtime)
             return response
-        key = (path, st.st_mtime_ns, st.st_size)
+        key = (path, st.st_ino, st.st_mtime_ns, st.st_size)
         body = self._gzip.get(key)
         if body is None:
             body = await asyncio.get_running_loop().run_in_executor(None, _compress, path, st.st_size)
