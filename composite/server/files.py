@@ -217,11 +217,7 @@ class FileSender:
     async def send(
         self, request: web.Request, path: str, st: os.stat_result, *, cache_control: str
     ) -> web.StreamResponse:
-        """Answer for the file ``path`` whose stat :func:`resolve` gave."""
-        try:
-            st, data = self._small_body(path, st)
-        except OSError:
-            raise web.HTTPNotFound() from None
+        """Answer for the file ``path`` whose stat :func:`resolve` gave (nothing is read for a 304)."""
         suffix = suffix_of(path)
         content = CONTENT_TYPES.get(suffix, "application/octet-stream")
         headers: dict[str, str] = {hdrs.CACHE_CONTROL: cache_control, hdrs.CONTENT_TYPE: content}
@@ -245,6 +241,12 @@ class FileSender:
             start, stop = span
             headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{st.st_size}"
             status = 206
+        data = None
+        if st.st_size <= SMALL_FILE:
+            try:
+                _, data = self._small_body(path, st)
+            except OSError:
+                raise web.HTTPNotFound() from None
         if data is not None:
             response = web.Response(body=data[start:stop], status=status, headers=headers)
             _validators(response, etag, st.st_mtime)
