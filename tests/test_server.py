@@ -392,3 +392,35 @@ async def test_rewritten_blocks_are_not_served_from_memory(client: TestClient[An
     os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     os.replace(replacement, path)
     assert await (await client.get(BLOCK)).read() == original
+
+
+async def test_directory_swapped_for_a_symlink_out_of_root_is_caught(client: TestClient[Any, Any], tree: Path) -> None:
+    """A block served (and kept in memory) once is refused when its directory becomes a symlink
+    leading outside ROOT, even though the file behind the path is the very same inode."""
+    assert (await client.get(BLOCK)).status == 200
+    moved = tree.parent / "moved-out"
+    os.rename(tree / "cases/ours", moved)
+    (tree / "cases/ours").symlink_to(moved, target_is_directory=True)
+    response = await client.get(BLOCK)
+    assert response.status == 404
+    assert (await client.get(INI)).status == 404
+
+
+async def test_block_cache_is_bounded_and_keeps_a_share_of_a_sweep() -> None:
+    """150 kB of blocks asked for in order, again and again, through a 100 kB cache: LRU would
+    evict each block just before its turn (no hits at all); random eviction keeps a share."""
+    from composite.server.files import _Block, _BlockCache
+
+    st = os.stat(__file__)
+    cache = _BlockCache(100_000)
+    paths = [f"/blocks/{n}.jpg" for n in range(150)]
+    for sweep in range(4):
+        hits = 0
+        for path in paths:
+            if cache.get(path) is not None:
+                hits += 1
+            else:
+                cache.put(path, _Block(bytes(1000), st, {}, plain=True))
+        kept = [block for path in paths if (block := cache.get(path)) is not None]
+        assert sum(len(block.body) for block in kept) <= 100_000
+        assert hits > (40 if sweep else -1), (sweep, hits)

@@ -27,13 +27,11 @@ from aiohttp import hdrs, web
 from ..errors import SlideNotFoundError
 from .files import (
     CACHE_API,
-    CACHE_IMMUTABLE,
     CACHE_SHORT,
     CACHE_VIEWER,
     IMAGE_SUFFIXES,
     FileSender,
     resolve,
-    suffix_of,
 )
 from .slides import SlideIndex
 
@@ -43,6 +41,7 @@ ROOT_KEY = web.AppKey("root", Path)
 INDEX_KEY = web.AppKey("slide_index", SlideIndex)
 WEB_KEY = web.AppKey("web_directory", Path)
 SENDER_KEY = web.AppKey("file_sender", FileSender)
+VIEWER_SENDER_KEY = web.AppKey("viewer_sender", FileSender)
 CORS_KEY = web.AppKey("cors_origin", str)
 
 
@@ -65,7 +64,8 @@ def create_app(root: str | Path, *, cors: str | None = None, web_dir: str | Path
     app[ROOT_KEY] = real_root
     app[INDEX_KEY] = SlideIndex(real_root)
     app[WEB_KEY] = Path(os.path.realpath(web_dir if web_dir is not None else web_directory()))
-    app[SENDER_KEY] = FileSender()
+    app[SENDER_KEY] = FileSender(cache_control=CACHE_SHORT, immutable=IMAGE_SUFFIXES)
+    app[VIEWER_SENDER_KEY] = FileSender(cache_control=CACHE_VIEWER)
     app.router.add_get("/api/slides", _api_slides)
     app.router.add_get("/slides/{tail:.*}", _slide_file)
     app.router.add_get("/{tail:.*}", _viewer_file)
@@ -79,14 +79,13 @@ def create_app(root: str | Path, *, cors: str | None = None, web_dir: str | Path
 async def _slide_file(request: web.Request) -> web.StreamResponse:
     app = request.app
     path, st = _resolve(app[ROOT_KEY], request.match_info["tail"])
-    cache = CACHE_IMMUTABLE if suffix_of(path) in IMAGE_SUFFIXES else CACHE_SHORT
-    return await app[SENDER_KEY].send(request, path, st, cache_control=cache)
+    return await app[SENDER_KEY].send(request, path, st)
 
 
 async def _viewer_file(request: web.Request) -> web.StreamResponse:
     app = request.app
     path, st = _resolve(app[WEB_KEY], request.match_info["tail"] or "index.html")
-    return await app[SENDER_KEY].send(request, path, st, cache_control=CACHE_VIEWER)
+    return await app[VIEWER_SENDER_KEY].send(request, path, st)
 
 
 def _resolve(base: Path, tail: str) -> tuple[str, os.stat_result]:

@@ -21,14 +21,19 @@ whole file, as RFC 9110 allows); multipart range responses are not supported.
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import functools
 import gzip
+import math
 import os
+import random
 import re
 import stat
 from collections import OrderedDict
 from pathlib import Path
 
 from aiohttp import hdrs, web
+from multidict import CIMultiDictProxy
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
 CACHE_SHORT = "public, max-age=60"
@@ -108,9 +113,30 @@ def _etag_matches(header: str, etags: tuple[str, ...]) -> bool:
     return any(etag in candidates for etag in etags)
 
 
+@functools.lru_cache(maxsize=4096)
+def _http_date(second: int) -> str:
+    return email.utils.formatdate(second, usegmt=True)
+
+
+def http_date(mtime: float) -> str:
+    """Last-Modified for a file: rounded up to the second, as aiohttp's FileResponse does."""
+    return _http_date(math.ceil(mtime))  # blocks written together share a second: format it once
+
+
 def _validators(response: web.StreamResponse, etag: str, mtime: float) -> None:
     response.headers[hdrs.ETAG] = etag
-    response.last_modified = mtime  # aiohttp rounds up to the second, as FileResponse does
+    response.headers[hdrs.LAST_MODIFIED] = http_date(mtime)
+
+
+def _has_conditions(headers: CIMultiDictProxy[str]) -> bool:
+    """Whether a request may need anything but a plain 200 (ranges, validators)."""
+    return (
+        hdrs.RANGE in headers
+        or hdrs.IF_NONE_MATCH in headers
+        or hdrs.IF_MODIFIED_SINCE in headers
+        or hdrs.IF_MATCH in headers
+        or hdrs.IF_UNMODIFIED_SINCE in headers
+    )
 
 
 def _precondition(request: web.Request, etags: tuple[str, ...], mtime: float) -> int | None:
@@ -172,6 +198,15 @@ def _read_small(path: str) -> tuple[os.stat_result, bytes | None]:
         os.close(fd)
 
 
+def _validator(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What must not change for a kept copy of a file to stay valid."""
+    return (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size)
+
+
+def _etag(st: os.stat_result) -> str:
+    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
 class _ByteCache:
     """File bodies keyed by path and stat fields; least recently used leave first."""
 
@@ -196,42 +231,147 @@ class _ByteCache:
             self._bytes -= len(old)
 
 
+class _Block:
+    """A small file in memory with its validators and the headers of a 200 for it."""
+
+    __slots__ = ("body", "etag", "headers", "mtime", "plain", "validator")
+
+    def __init__(self, body: bytes, st: os.stat_result, headers: dict[str, str], *, plain: bool) -> None:
+        self.body = body
+        self.validator = _validator(st)
+        self.etag = _etag(st)
+        self.mtime = st.st_mtime
+        self.headers = {**headers, hdrs.ETAG: self.etag, hdrs.LAST_MODIFIED: http_date(st.st_mtime)}
+        self.plain = plain  # the same bytes for every client (text may be sent gzipped instead)
+
+
+class _BlockCache:
+    """Small files by real path, bounded in bytes; a random entry leaves when it is full.
+
+    Random eviction rather than LRU: a client walking through more blocks than fit (a viewer
+    panning across a large slide, a crawler) would make LRU evict every block just before it is
+    asked for again, so nothing would ever be served from memory; random eviction keeps about
+    limit/working-set of them. Lookups also stay a plain dict access (no reordering per hit).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._bytes = 0
+        self._entries: dict[str, _Block] = {}
+        self._paths: list[str] = []  # the keys again, so that a random one can be picked
+        self._random = random.Random(0)
+        self.get = self._entries.get
+
+    def put(self, path: str, block: _Block) -> None:
+        size = len(block.body)
+        if size > self._limit:
+            return
+        old = self._entries.get(path)
+        if old is None:
+            self._paths.append(path)
+        else:
+            self._bytes -= len(old.body)
+        self._entries[path] = block
+        self._bytes += size
+        while self._bytes > self._limit:
+            index = self._random.randrange(len(self._paths))
+            self._paths[index], self._paths[-1] = self._paths[-1], self._paths[index]
+            victim = self._entries.pop(self._paths.pop())
+            self._bytes -= len(victim.body)
+
+
 class FileSender:
-    """Builds responses for files already checked by :func:`resolve`."""
+    """Builds responses for files already checked by :func:`resolve`.
 
-    def __init__(self, *, cache_bytes: int = FILE_CACHE_BYTES) -> None:
+    ``cache_control`` is sent with every file, except those whose suffix is in ``immutable``,
+    which get :data:`CACHE_IMMUTABLE`.
+    """
+
+    def __init__(
+        self, *, cache_control: str, immutable: frozenset[str] = frozenset(), cache_bytes: int = FILE_CACHE_BYTES
+    ) -> None:
+        self._cache_control = cache_control
+        self._immutable = immutable
         self._gzip = _ByteCache(GZIP_CACHE_BYTES)
-        self._files = _ByteCache(cache_bytes)
+        self._blocks = _BlockCache(cache_bytes)
 
-    def _small_body(self, path: str, st: os.stat_result) -> tuple[os.stat_result, bytes | None]:
-        """The bytes of a small file, from memory when its stat has not changed since it was read."""
-        key = (path, st.st_ino, st.st_mtime_ns, st.st_size)
-        data = self._files.get(key) if st.st_size <= SMALL_FILE else None
-        if data is not None:
-            return st, data
-        st, data = _read_small(path)
-        if data is not None and key == (path, st.st_ino, st.st_mtime_ns, st.st_size):
-            self._files.put(key, data)
-        return st, data
+    def cache_control(self, suffix: str) -> str:
+        return CACHE_IMMUTABLE if suffix in self._immutable else self._cache_control
 
-    async def send(
-        self, request: web.Request, path: str, st: os.stat_result, *, cache_control: str
-    ) -> web.StreamResponse:
+    async def send(self, request: web.Request, path: str, st: os.stat_result) -> web.StreamResponse:
         """Answer for the file ``path`` whose stat :func:`resolve` gave (nothing is read for a 304)."""
+        # The common case first, a block asked for again without conditions: it costs a dict
+        # lookup and a comparison with the stat resolve has just taken.
+        block = self._blocks.get(path)
+        if (
+            block is not None
+            and block.plain
+            and block.validator == (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size)
+            and not _has_conditions(request.headers)
+        ):
+            return web.Response(body=block.body, headers=block.headers)
+        return await self._send(request, path, st)
+
+    def _block(self, path: str, st: os.stat_result, suffix: str) -> _Block | None:
+        """The small file ``path`` from memory when its stat has not changed, else read now."""
+        block = self._blocks.get(path)
+        if block is not None and block.validator == _validator(st):
+            return block
+        st, data = _read_small(path)
+        if data is None:
+            return None  # it grew past SMALL_FILE since resolve looked
+        headers: dict[str, str] = {
+            hdrs.CACHE_CONTROL: self.cache_control(suffix),
+            hdrs.CONTENT_TYPE: CONTENT_TYPES.get(suffix, "application/octet-stream"),
+            hdrs.ACCEPT_RANGES: "bytes",
+        }
+        text = suffix in TEXT_SUFFIXES
+        if text:
+            headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
+        # Validators from the opened file's fstat, so they describe exactly the bytes read.
+        block = _Block(data, st, headers, plain=not text)
+        if len(data) == st.st_size:
+            self._blocks.put(path, block)
+        return block
+
+    async def _send(self, request: web.Request, path: str, st: os.stat_result) -> web.StreamResponse:
+        h = request.headers
         suffix = suffix_of(path)
-        content = CONTENT_TYPES.get(suffix, "application/octet-stream")
-        headers: dict[str, str] = {hdrs.CACHE_CONTROL: cache_control, hdrs.CONTENT_TYPE: content}
+        cache_control = self.cache_control(suffix)
+        headers: dict[str, str] = {
+            hdrs.CACHE_CONTROL: cache_control,
+            hdrs.CONTENT_TYPE: CONTENT_TYPES.get(suffix, "application/octet-stream"),
+        }
         if suffix in TEXT_SUFFIXES:
             headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
-            accepts_gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
-            if accepts_gzip and hdrs.RANGE not in request.headers and st.st_size <= GZIP_MAX_FILE:
+            accepts_gzip = "gzip" in h.get(hdrs.ACCEPT_ENCODING, "").lower()
+            if accepts_gzip and hdrs.RANGE not in h and st.st_size <= GZIP_MAX_FILE:
                 return await self._send_gzip(request, path, st, headers)
-        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        etag = _etag(st)
         status = _precondition(request, (etag,), st.st_mtime)
         if status is not None:
             response = web.Response(status=status, headers={hdrs.CACHE_CONTROL: cache_control})
             _validators(response, etag, st.st_mtime)
             return response
+        block = None
+        if st.st_size <= SMALL_FILE:
+            try:
+                block = self._block(path, st, suffix)
+            except OSError:
+                raise web.HTTPNotFound() from None
+        if block is not None:
+            size = len(block.body)
+            span = _byte_range(request, size, block.mtime)
+            if span is None:
+                return web.Response(body=block.body, headers=block.headers)
+            start, stop = span
+            if start < 0:
+                return web.Response(status=416, headers={hdrs.CONTENT_RANGE: f"bytes */{size}"})
+            return web.Response(
+                body=block.body[start:stop],
+                status=206,
+                headers={**block.headers, hdrs.CONTENT_RANGE: f"bytes {start}-{stop - 1}/{size}"},
+            )
         headers[hdrs.ACCEPT_RANGES] = "bytes"
         span = _byte_range(request, st.st_size, st.st_mtime)
         if span == (-1, -1):
@@ -241,16 +381,6 @@ class FileSender:
             start, stop = span
             headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{st.st_size}"
             status = 206
-        data = None
-        if st.st_size <= SMALL_FILE:
-            try:
-                _, data = self._small_body(path, st)
-            except OSError:
-                raise web.HTTPNotFound() from None
-        if data is not None:
-            response = web.Response(body=data[start:stop], status=status, headers=headers)
-            _validators(response, etag, st.st_mtime)
-            return response
         stream = web.StreamResponse(status=status, headers=headers)
         stream.content_length = stop - start
         _validators(stream, etag, st.st_mtime)
@@ -263,7 +393,7 @@ class FileSender:
     async def _send_gzip(
         self, request: web.Request, path: str, st: os.stat_result, headers: dict[str, str]
     ) -> web.StreamResponse:
-        plain_etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+        plain_etag = _etag(st)
         etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}-gzip"'
         status = _precondition(request, (etag, plain_etag), st.st_mtime)
         if status is not None:
@@ -302,4 +432,3 @@ def _compress(path: str, size: int) -> bytes:
     with open(path, "rb") as handle:
         data = handle.read(size + 1)
     return gzip.compress(data, compresslevel=6, mtime=0)
-
