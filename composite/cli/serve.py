@@ -14,7 +14,7 @@ import logging
 import sys
 from typing import Any
 
-from ..server import create_app
+from ..server import create_handler
 from ..server.run import listen, serve
 
 
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    create_app(args.root, cors=args.cors)  # a bad ROOT is reported before anything listens
+    create_handler(args.root, cors=args.cors)  # a bad ROOT is reported before anything listens
     sock = listen(args.host, args.port)
     if not args.quiet:
         handler = logging.StreamHandler(sys.stderr)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {args.root} at http://{shown}:{port}/  (viewer; Ctrl-C stops)", flush=True)
     status = serve(
-        lambda: create_app(args.root, cors=args.cors),
+        lambda: create_handler(args.root, cors=args.cors),
         sock,
         workers=max(1, args.workers),
         access_log=not args.quiet,

@@ -139,7 +139,7 @@ def _has_conditions(headers: CIMultiDictProxy[str]) -> bool:
     )
 
 
-def _precondition(request: web.Request, etags: tuple[str, ...], mtime: float) -> int | None:
+def _precondition(request: web.BaseRequest, etags: tuple[str, ...], mtime: float) -> int | None:
     """412 or 304 when the request's conditional headers say so (RFC 9110 §13.2.2 order)."""
     if_match = request.headers.get(hdrs.IF_MATCH)
     if if_match is not None and not (if_match.strip() == "*" or etags[0] in {t.strip() for t in if_match.split(",")}):
@@ -154,7 +154,7 @@ def _precondition(request: web.Request, etags: tuple[str, ...], mtime: float) ->
     return None
 
 
-def _byte_range(request: web.Request, size: int, mtime: float) -> tuple[int, int] | None:
+def _byte_range(request: web.BaseRequest, size: int, mtime: float) -> tuple[int, int] | None:
     """(start, stop) of the one range asked for; None for the whole file; (-1, -1) if unsatisfiable."""
     header = request.headers.get(hdrs.RANGE)
     if header is None:
@@ -298,7 +298,7 @@ class FileSender:
     def cache_control(self, suffix: str) -> str:
         return CACHE_IMMUTABLE if suffix in self._immutable else self._cache_control
 
-    async def send(self, request: web.Request, path: str, st: os.stat_result) -> web.StreamResponse:
+    async def send(self, request: web.BaseRequest, path: str, st: os.stat_result) -> web.StreamResponse:
         """Answer for the file ``path`` whose stat :func:`resolve` gave (nothing is read for a 304)."""
         # The common case first, a block asked for again without conditions: it costs a dict
         # lookup and a comparison with the stat resolve has just taken.
@@ -334,7 +334,7 @@ class FileSender:
             self._blocks.put(path, block)
         return block
 
-    async def _send(self, request: web.Request, path: str, st: os.stat_result) -> web.StreamResponse:
+    async def _send(self, request: web.BaseRequest, path: str, st: os.stat_result) -> web.StreamResponse:
         h = request.headers
         suffix = suffix_of(path)
         cache_control = self.cache_control(suffix)
@@ -391,7 +391,7 @@ class FileSender:
         return stream
 
     async def _send_gzip(
-        self, request: web.Request, path: str, st: os.stat_result, headers: dict[str, str]
+        self, request: web.BaseRequest, path: str, st: os.stat_result, headers: dict[str, str]
     ) -> web.StreamResponse:
         plain_etag = _etag(st)
         etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}-gzip"'

@@ -1,8 +1,9 @@
-"""Running the app: one listening socket, one or several worker processes, clean stops.
+"""Running the server: one listening socket, one or several worker processes, clean stops.
 
 ``listen`` binds the socket first (so ``port=0`` has a real port to report before anything runs,
-and a busy port is an error before any process starts). ``serve`` runs the application on it
-until SIGINT or SIGTERM: the socket closes, requests in flight get ``shutdown_timeout`` seconds.
+and a busy port is an error before any process starts). ``serve`` runs a request handler
+(:func:`composite.server.create_handler`) on it with aiohttp's low-level server until SIGINT or
+SIGTERM: the socket closes, requests in flight get ``shutdown_timeout`` seconds.
 With ``workers > 1`` (POSIX only) the process forks that many workers sharing the socket — the
 kernel spreads connections over them — and the parent only forwards the stop signal and waits;
 a worker that dies unexpectedly stops the others too (exit status 1).
@@ -26,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import CompositeError
+from . import Handler
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -50,13 +52,13 @@ def listen(host: str, port: int) -> socket.socket:
         raise CompositeError(f"{host}:{port}: cannot listen ({err.strerror or err})") from err
 
 
-async def _run_app(app: web.Application, sock: socket.socket, *, access_log: bool, shutdown_timeout: float) -> None:
-    runner = web.AppRunner(
-        app,
+async def _run_handler(handler: Handler, sock: socket.socket, *, access_log: bool, shutdown_timeout: float) -> None:
+    server = web.Server(
+        handler,
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
         access_log_format=ACCESS_LOG_FORMAT,
-        shutdown_timeout=shutdown_timeout,
     )
+    runner = web.ServerRunner(server, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,7 +74,7 @@ async def _run_app(app: web.Application, sock: socket.socket, *, access_log: boo
 
 
 def serve(
-    make_app: Callable[[], web.Application],
+    make_handler: Callable[[], Handler],
     sock: socket.socket,
     *,
     workers: int = 1,
@@ -81,7 +83,7 @@ def serve(
 ) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit status (0 after a requested stop)."""
     if workers <= 1:
-        _run(_run_app(make_app(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
+        _run(_run_handler(make_handler(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
         return 0
     if not hasattr(os, "fork"):
         raise CompositeError("--workers above 1 needs a POSIX system (fork)")
@@ -91,7 +93,7 @@ def serve(
         if pid == 0:  # a worker: serve, then leave without running the parent's cleanup
             status = 1
             try:
-                _run(_run_app(make_app(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
+                _run(_run_handler(make_handler(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
                 status = 0
             finally:
                 sys.stdout.flush()
