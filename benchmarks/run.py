@@ -144,7 +144,7 @@ def _select(spec: str | None) -> list[Job]:
     chosen = [j for j in JOBS if j.id in wanted or j.id.rstrip("b") in wanted]
     unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("b") for j in JOBS}
     if unknown:
-        raise SystemExit(f"run.py: error: unknown job(s) {', '.join(sorted(unknown))}")
+        raise ValueError(f"unknown job(s) {', '.join(sorted(unknown))} (known: {', '.join(j.id for j in JOBS)})")
     return chosen
 
 
@@ -224,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refresh", action="store_true", help="remake cached inputs made by our converter")
     parser.add_argument("--keep-outputs", action="store_true", help="leave outputs in benchmarks/cache/out/")
     args = parser.parse_args(argv)
-    jobs = _select(args.jobs)
+    try:
+        jobs = _select(args.jobs)
+    except ValueError as err:
+        parser.error(str(err))
     width, height = (100_000, 80_000) if args.big else (40_000, 30_000)
     needs_vips = any(j.id in {"3", "5", "7"} for j in jobs)
     ctx = Context(
