@@ -7,18 +7,21 @@ target :class:`~composite.geometry.TileGrid` of the same size, row-major:
   are passed through untouched (:func:`is_copyable`). A tile that cannot be copied safely (a
   short JPEG edge tile, which OpenSlide rejects; a JP2-boxed J2K; a missing tile) is re-encoded
   on its own, so the level stays readable.
-- **re-encode**: otherwise the source is read one target row at a time through a
-  :class:`BandCache` (each source tile decoded once, even when target tiles straddle it), and the
-  target tiles are encoded on a thread pool (imagecodecs releases the GIL). Edge tiles are
+- **re-encode**: otherwise each source tile is decoded once on a thread pool (imagecodecs
+  releases the GIL), a few target tiles ahead of the tasks that compose and encode the target
+  tiles on the same pool, and dropped after the last target tile overlapping it is done. The
+  calling thread only submits and yields, so every core decodes or encodes. Edge tiles are
   full-size, padded by repeating the last row/column (invisible, and it avoids JPEG ringing).
 
-Memory is bounded by about two target tile rows plus the source tile rows they overlap.
+Memory is bounded by the source tile rows one target row overlaps plus a few tiles in flight.
+:class:`BandCache` (decoded tiles of a band moving down a level) serves the pyramid's downsampler.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -194,12 +197,15 @@ def encoded_tiles(
     if (target.width, target.height) != source.dimensions:
         raise ValueError(f"target grid {target.width}x{target.height} differs from level {source.dimensions}")
     report = progress or no_progress
-    pool = ThreadPoolExecutor(default_workers(workers), thread_name_prefix="composite-tiles")
+    count = default_workers(workers)
+    pool = ThreadPoolExecutor(count, thread_name_prefix="composite-tiles")
     try:
         if is_copyable(source, target, compression):
             tiles = _copied(source, target, quality=quality, pool=pool)
         else:
-            tiles = _reencoded(source, target, compression=compression, quality=quality, rgb=rgb, pool=pool)
+            tiles = _reencoded(
+                source, target, compression=compression, quality=quality, rgb=rgb, pool=pool, workers=count
+            )
         total = target.tile_count
         for done, tile in enumerate(tiles, 1):
             yield tile
@@ -223,26 +229,115 @@ def _copied(source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolEx
 
 
 def _reencoded(
-    source: Level, target: TileGrid, *, compression: str, quality: int, rgb: bool, pool: ThreadPoolExecutor
+    source: Level,
+    target: TileGrid,
+    *,
+    compression: str,
+    quality: int,
+    rgb: bool,
+    pool: ThreadPoolExecutor,
+    workers: int,
 ) -> Iterator[EncodedTile]:
     encoding = output_encoding(compression, quality=quality, rgb=rgb)
-    band = BandCache(source, pool=pool)
-    tw, th = target.tile_width, target.tile_height
+    retiler = _Retiler(source, target)
 
-    def encode(col: int, row: int, pixels: RGBArray) -> EncodedTile:
-        data = encode_tile(pad_tile(pixels, tw, th), compression=compression, quality=quality, rgb=encoding.rgb)
+    def encode(col: int, row: int, box: Box, parts: list[_Part]) -> EncodedTile:
+        pixels = retiler.compose(box, parts)
+        data = encode_tile(pixels, compression=compression, quality=quality, rgb=encoding.rgb)
         return EncodedTile(col, row, data, encoding)
 
-    # One row is being encoded while the next is decoded: at most two rows of tiles in flight.
+    # Decodes run DECODE_AHEAD x workers target tiles ahead of the encodes that need them, and at
+    # most IN_FLIGHT x workers encodes are queued: both cores stay busy, memory stays bounded.
+    # The pool is FIFO and a tile's decodes are submitted before its encode, so an encode only
+    # ever waits for a decode that a worker has already started (no deadlock).
+    planned: deque[tuple[int, int, Box, list[_Part]]] = deque()
     pending: deque[Future[EncodedTile]] = deque()
-    for row in range(target.rows):
-        y = row * th
-        height = min(th, target.height - y)
-        band.ensure(Box(0, y, target.width, height))
-        for col in range(target.cols):
-            box = target.tile_box(col, row)
-            pending.append(pool.submit(encode, col, row, band.region(box.x, box.y, box.width, box.height)))
-        while len(pending) > target.cols:
+    for col, row in target.indices():
+        box = target.tile_box(col, row)
+        planned.append((col, row, box, retiler.parts(box, pool)))
+        if len(planned) > DECODE_AHEAD * workers:
+            pending.append(pool.submit(encode, *planned.popleft()))
+        while len(pending) > IN_FLIGHT * workers:
             yield pending.popleft().result()
+    while planned:
+        pending.append(pool.submit(encode, *planned.popleft()))
     while pending:
         yield pending.popleft().result()
+
+
+_Part = tuple[tuple[int, int], "Future[RGBArray]"]
+DECODE_AHEAD = 2
+IN_FLIGHT = 4
+
+
+def _span(start: int, end: int, size: int) -> range:
+    """Indices of the tiles of ``size`` px that overlap pixels ``start``..``end - 1``."""
+    return range(start // size, (end - 1) // size + 1)
+
+
+class _Retiler:
+    """Target tiles composed from source tiles, each decoded once on the pool and dropped after
+    its last use (the number of target tiles overlapping it is known in advance).
+
+    Decoded tiles held: those of the source rows the current target row overlaps (a source row
+    straddling two target rows is kept until the second is done), plus the tiles in flight.
+    """
+
+    def __init__(self, source: Level, target: TileGrid) -> None:
+        self._source = source
+        self._target = target
+        sg = source.grid
+        self._col_uses = [
+            len(_span(c * sg.tile_width, min((c + 1) * sg.tile_width, sg.width), target.tile_width))
+            for c in range(sg.cols)
+        ]
+        self._row_uses = [
+            len(_span(r * sg.tile_height, min((r + 1) * sg.tile_height, sg.height), target.tile_height))
+            for r in range(sg.rows)
+        ]
+        self._decoded: dict[tuple[int, int], Future[RGBArray]] = {}
+        self._uses: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+
+    def parts(self, box: Box, pool: ThreadPoolExecutor) -> list[_Part]:
+        """The decoded source tiles ``box`` needs, submitting the decodes not yet submitted."""
+        sg = self._source.grid
+        parts: list[_Part] = []
+        for row in _span(box.y, box.bottom, sg.tile_height):
+            for col in _span(box.x, box.right, sg.tile_width):
+                key = (col, row)
+                future = self._decoded.get(key)
+                if future is None:
+                    future = pool.submit(self._source.read_tile, col, row)
+                    with self._lock:
+                        self._decoded[key] = future
+                        self._uses[key] = self._col_uses[col] * self._row_uses[row]
+                parts.append((key, future))
+        return parts
+
+    def compose(self, box: Box, parts: list[_Part]) -> RGBArray:
+        """The full-size target tile over ``box``: edges padded by repeating the last row/column."""
+        sg = self._source.grid
+        tw, th = self._target.tile_width, self._target.tile_height
+        if len(parts) == 1 and (box.width, box.height) == (tw, th):
+            (col, row), future = parts[0]
+            x, y = box.x - col * sg.tile_width, box.y - row * sg.tile_height
+            pixels: RGBArray = np.ascontiguousarray(future.result()[y : y + th, x : x + tw])
+        else:
+            pixels = np.empty((th, tw, 3), np.uint8)
+            for (col, row), future in parts:
+                tile = future.result()
+                sx, sy = col * sg.tile_width, row * sg.tile_height
+                x0, y0 = max(box.x, sx), max(box.y, sy)
+                x1, y1 = min(box.right, sx + tile.shape[1]), min(box.bottom, sy + tile.shape[0])
+                pixels[y0 - box.y : y1 - box.y, x0 - box.x : x1 - box.x] = tile[y0 - sy : y1 - sy, x0 - sx : x1 - sx]
+            if box.width < tw:
+                pixels[: box.height, box.width :] = pixels[: box.height, box.width - 1 : box.width]
+            if box.height < th:
+                pixels[box.height :] = pixels[box.height - 1 : box.height]
+        with self._lock:
+            for key, _ in parts:
+                self._uses[key] -= 1
+                if not self._uses[key]:
+                    del self._uses[key], self._decoded[key]
+        return pixels
