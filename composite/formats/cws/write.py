@@ -19,8 +19,11 @@ focal planes of levels other than level 0.
 
 from __future__ import annotations
 
+import os
 import re
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ... import codecs
@@ -38,6 +41,8 @@ WHOLE_SLIDE = 2048  # the lowest level is below this on its long side (and is Sc
 DEFAULT_BLOCK = 512
 MAX_BLOCK = 4096
 MAX_COPIED_BLOCK = 1024  # larger source tiles are re-cut into DEFAULT_BLOCK blocks
+BLOCK_WRITERS = 2
+BLOCKS_IN_FLIGHT = 64  # encoded blocks queued for writing (a few MB at most)
 _PLANE = re.compile(r"[ud][1-9]")
 _APERIO_QUALITY = re.compile(r"\bQ=(\d{1,3})\b")
 
@@ -118,6 +123,41 @@ def _header(slide: Slide, grid: TileGrid, zoom: int, frame: _Frame, *, quality: 
 def _block_bytes(tile: EncodedTile) -> bytes:
     """A standalone JPEG any browser decodes with OpenSlide's colours (FORMATS §3.5)."""
     return codecs.standalone_jpeg(tile.data, tables=tile.encoding.jpeg_tables, rgb=tile.encoding.rgb)
+
+
+def _write_block(path: str, tile: EncodedTile) -> None:
+    data = _block_bytes(tile)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+class _BlockWriter:
+    """Block files written by a few threads (open, write and close release the GIL, and creating
+    tens of thousands of small files is the byte-copy path's main cost); errors surface in order."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(BLOCK_WRITERS, thread_name_prefix="composite-blocks")
+        self._pending: deque[Future[None]] = deque()
+
+    def write(self, path: str, tile: EncodedTile) -> None:
+        self._pending.append(self._pool.submit(_write_block, path, tile))
+        while len(self._pending) > BLOCKS_IN_FLIGHT:
+            self._pending.popleft().result()
+
+    def __enter__(self) -> _BlockWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            while self._pending and kind is None:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Plan:
@@ -209,11 +249,15 @@ def _write_level(plan: _Plan, index: int, directory: Path, progress: ProgressCal
     level, grid, zoom = plan.levels[index], plan.grids[index], plan.zooms[index]
     lines = plan.main_header() if index == 0 else plan.header(index)
     copied = 0
-    with (directory / level_ini_name(index, len(plan.levels))).open("w", encoding="utf-8", newline="\n") as ini:
+    folder = str(directory)
+    with (
+        (directory / level_ini_name(index, len(plan.levels))).open("w", encoding="utf-8", newline="\n") as ini,
+        _BlockWriter() as blocks,
+    ):
         ini.write("\n".join(lines) + "\n")
         for tile in plan.tiles(level, grid, progress, f"level {index}"):
             name = block_name(index, tile.row * grid.cols + tile.col)
-            (directory / f"{name}.jpg").write_bytes(_block_bytes(tile))
+            blocks.write(os.path.join(folder, f"{name}.jpg"), tile)
             x, y = plan.frame.block(grid, zoom, tile.col, tile.row)
             ini.write(f"[{name}]\nx={x}\ny={y}\nz=0\n")
             copied += tile.copied
@@ -232,10 +276,12 @@ def _write_level(plan: _Plan, index: int, directory: Path, progress: ProgressCal
 
 def _write_planes(plan: _Plan, directory: Path, progress: ProgressCallback) -> None:
     grid = plan.grids[0]
+    folder = str(directory)
     for name, level in plan.planes.items():
-        for tile in plan.tiles(level, grid, progress, f"focal plane {name}"):
-            number = tile.row * grid.cols + tile.col
-            (directory / f"{block_name(0, number)}_{name}.jpg").write_bytes(_block_bytes(tile))
+        with _BlockWriter() as blocks:
+            for tile in plan.tiles(level, grid, progress, f"focal plane {name}"):
+                number = tile.row * grid.cols + tile.col
+                blocks.write(os.path.join(folder, f"{block_name(0, number)}_{name}.jpg"), tile)
 
 
 def write(
