@@ -174,6 +174,12 @@ class Slide:
         if not self.levels:
             raise ValueError(f"{self.path}: a slide needs at least one level")
         self.associated_images: Mapping[str, RGBArray] = _AssociatedImages(self.associated)
+        # OpenSlide's standard property names, so scripts reading them keep working.
+        if self.mpp:
+            self.properties.setdefault("openslide.mpp-x", repr(self.mpp[0]))
+            self.properties.setdefault("openslide.mpp-y", repr(self.mpp[1]))
+        if self.magnification is not None:
+            self.properties.setdefault("openslide.objective-power", f"{self.magnification:g}")
 
     # -- context manager -------------------------------------------------------------------
     def close(self) -> None:

@@ -220,10 +220,6 @@ def _open(tif: tifffile.TiffFile, path: Path) -> Slide:
                 associated[name] = _associated(other.keyframe, name)
     properties = _properties(pages[0], aperio)
     properties["openslide.vendor"] = "aperio" if is_svs else "generic-tiff"
-    if mpp:
-        properties["openslide.mpp-x"], properties["openslide.mpp-y"] = (repr(mpp[0]), repr(mpp[1]))
-    if magnification is not None:
-        properties["openslide.objective-power"] = f"{magnification:g}"
 
     def close() -> None:
         os.close(fd)

@@ -166,7 +166,7 @@ def _build(
         format=NAME,
         path=path,
         levels=levels_of(layers[nominal][1]),
-        properties=_properties(manifest, len(reals), mpp, magnification),
+        properties=_properties(manifest, len(reals)),
         mpp=mpp,
         magnification=magnification,
         description="|".join(f"{k}={v}" for k, v in manifest.attributes) or None,
@@ -207,16 +207,10 @@ def _z_name(z: float) -> str:
     return str(int(z)) if z.is_integer() else repr(z)
 
 
-def _properties(
-    manifest: Manifest, files: int, mpp: tuple[float, float] | None, magnification: float | None
-) -> dict[str, str]:
+def _properties(manifest: Manifest, files: int) -> dict[str, str]:
     properties = {f"aci.{key}": value for key, value in manifest.attributes}
     properties["aci.layers"] = str(sum(1 for layer in manifest.layers if layer.components))
     properties["aci.components"] = str(manifest.component_count)
     properties["aci.files"] = str(files)
     properties["openslide.vendor"] = NAME
-    if mpp:
-        properties["openslide.mpp-x"], properties["openslide.mpp-y"] = repr(mpp[0]), repr(mpp[1])
-    if magnification is not None:
-        properties["openslide.objective-power"] = f"{magnification:g}"
     return properties

@@ -259,10 +259,6 @@ def _metadata(main: IniFile) -> tuple[dict[str, str], tuple[float, float] | None
         mpp_value = 10.0 / magnification  # 20x is about 0.5 um/px (§1.4)
     mpp = (mpp_value, mpp_value) if mpp_value else None
     properties["openslide.vendor"] = NAME
-    if mpp:
-        properties["openslide.mpp-x"] = properties["openslide.mpp-y"] = repr(mpp[0])
-    if magnification:
-        properties["openslide.objective-power"] = f"{magnification:g}"
     return properties, mpp, magnification, description
 
 

@@ -156,8 +156,6 @@ def build_slide(path: Path, inst: Instance) -> Slide:
     mpp = _mpp(inst.ds)
     properties = dicom_properties(inst.ds)
     properties["openslide.vendor"] = "dicom"
-    if mpp:
-        properties["openslide.mpp-x"], properties["openslide.mpp-y"] = repr(mpp[0]), repr(mpp[1])
     return Slide(
         format="dicom",
         path=path,

@@ -232,10 +232,6 @@ def build_slide(path: Path, instances: list[Instance]) -> Slide:
     magnification = _magnification(base.ds)
     properties = dicom_properties(base.ds)
     properties["openslide.vendor"] = "dicom"
-    if mpp:
-        properties["openslide.mpp-x"], properties["openslide.mpp-y"] = repr(mpp[0]), repr(mpp[1])
-    if magnification is not None:
-        properties["openslide.objective-power"] = f"{magnification:g}"
     return Slide(
         format="dicom",
         path=path,
