@@ -300,16 +300,21 @@ class FileSender:
 
     async def send(self, request: web.BaseRequest, path: str, st: os.stat_result) -> web.StreamResponse:
         """Answer for the file ``path`` whose stat :func:`resolve` gave (nothing is read for a 304)."""
-        # The common case first, a block asked for again without conditions: it costs a dict
+        # The common case first, a block fetched without conditions: from memory it costs a dict
         # lookup and a comparison with the stat resolve has just taken.
-        block = self._blocks.get(path)
-        if (
-            block is not None
-            and block.plain
-            and block.validator == (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size)
-            and not _has_conditions(request.headers)
-        ):
-            return web.Response(body=block.body, headers=block.headers)
+        if not _has_conditions(request.headers):
+            block = self._blocks.get(path)
+            if block is not None and block.validator != (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size):
+                block = None
+            if block is None:
+                suffix = suffix_of(path)
+                if st.st_size <= SMALL_FILE and suffix not in TEXT_SUFFIXES:
+                    try:
+                        block = self._block(path, st, suffix)
+                    except OSError:
+                        raise web.HTTPNotFound() from None
+            if block is not None and block.plain:
+                return web.Response(body=block.body, headers=block.headers)
         return await self._send(request, path, st)
 
     def _block(self, path: str, st: os.stat_result, suffix: str) -> _Block | None:
