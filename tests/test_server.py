@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from composite.server import create_app, web_directory
@@ -424,3 +425,35 @@ async def test_block_cache_is_bounded_and_keeps_a_share_of_a_sweep() -> None:
         kept = [block for path in paths if (block := cache.get(path)) is not None]
         assert sum(len(block.body) for block in kept) <= 100_000
         assert hits > (40 if sweep else -1), (sweep, hits)
+
+
+async def test_access_log_lines_are_batched_whole_and_escaped() -> None:
+    import io
+
+    from aiohttp.test_utils import make_mocked_request
+
+    from composite.server.accesslog import PIECE, AccessLog
+
+    class Stream(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.writes.append(text)
+            return super().write(text)
+
+    stream = Stream()
+    log = AccessLog(stream)
+    response = web.Response(body=b"x" * 1234)
+    for n in range(200):
+        log.add(make_mocked_request("GET", f"/slides/a/Da{n}.jpg"), response, 0.0021)
+    log.add(make_mocked_request("GET", "/slides/a\x1b[2J.jpg"), response, 0.0)
+    assert stream.getvalue() == ""  # nothing written per request
+    log.flush()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 201
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert re.fullmatch(stamp + r' \S+ "GET /slides/a/Da0\.jpg HTTP/1\.1" 200 1234 0\.002s', lines[0]), lines[0]
+    assert '"GET /slides/a\\x1b[2J.jpg HTTP/1.1"' in lines[-1]  # no raw escape sequence reaches a terminal
+    assert len(stream.writes) > 1 and all(len(w) <= PIECE and w.endswith("\n") for w in stream.writes)

@@ -52,7 +52,8 @@ def test_serve_logs_and_stops_cleanly(root: Path, tmp_path: Path, sig: signal.Si
         pass  # nothing listens any more
     text = log.read_text()
     assert re.search(r'127\.0\.0\.1 "GET /api/slides HTTP/1\.1" 200 \d+', text), text
-    assert '"GET /slides/slide%20one/Da0.jpg HTTP/1.1" 200' in text
+    size = (root / "slide one" / "Da0.jpg").stat().st_size
+    assert re.search(rf'"GET /slides/slide%20one/Da0\.jpg HTTP/1\.1" 200 {size} \d+\.\d{{3}}s\n', text), text
     assert "stopped" in text and "Traceback" not in text
 
 

@@ -1,8 +1,9 @@
 """``wsi-composite serve ROOT``: serve the CWS directories under ROOT and the viewer over HTTP.
 
 Prints the viewer URL once listening (the real port when ``--port 0``), logs each request to
-stderr (aiohttp's access log; ``--quiet`` turns it off) and stops cleanly on SIGINT or SIGTERM:
-the listening socket closes, requests in flight get ``--shutdown-timeout`` seconds to finish.
+stderr (in batches, :mod:`composite.server.accesslog`; ``--quiet`` turns it off) and stops
+cleanly on SIGINT or SIGTERM: the listening socket closes, requests in flight get
+``--shutdown-timeout`` seconds to finish.
 ``--workers N`` runs N processes on the one socket (blocks are served N times as fast when there
 are cores for them).
 """
@@ -10,7 +11,6 @@ are cores for them).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
 
@@ -26,20 +26,19 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--cors", metavar="ORIGIN", help="send CORS headers allowing ORIGIN (or *)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
     parser.add_argument("--quiet", action="store_true", help="no access log")
-    parser.add_argument("--shutdown-timeout", type=float, default=5.0, metavar="SECONDS",
-                        help="time given to requests in flight when stopping (default 5)")
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="time given to requests in flight when stopping (default 5)",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     create_handler(args.root, cors=args.cors)  # a bad ROOT is reported before anything listens
     sock = listen(args.host, args.port)
-    if not args.quiet:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        access = logging.getLogger("aiohttp.access")
-        access.addHandler(handler)
-        access.setLevel(logging.INFO)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {args.root} at http://{shown}:{port}/  (viewer; Ctrl-C stops)", flush=True)
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         lambda: create_handler(args.root, cors=args.cors),
         sock,
         workers=max(1, args.workers),
-        access_log=not args.quiet,
+        access_log=None if args.quiet else sys.stderr,
         shutdown_timeout=args.shutdown_timeout,
     )
     print("stopped", file=sys.stderr, flush=True)

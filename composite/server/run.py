@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp import web
 
 from ..errors import CompositeError
 from . import Handler
+from .accesslog import PLACEHOLDER_LOGGER, AccessLog
 
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -52,12 +51,14 @@ def listen(host: str, port: int) -> socket.socket:
         raise CompositeError(f"{host}:{port}: cannot listen ({err.strerror or err})") from err
 
 
-async def _run_handler(handler: Handler, sock: socket.socket, *, access_log: bool, shutdown_timeout: float) -> None:
-    server = web.Server(
-        handler,
-        access_log=logging.getLogger("aiohttp.access") if access_log else None,
-        access_log_format=ACCESS_LOG_FORMAT,
-    )
+async def _run_handler(
+    handler: Handler, sock: socket.socket, *, access_log: TextIO | None, shutdown_timeout: float
+) -> None:
+    log = AccessLog(access_log) if access_log is not None else None
+    if log is None:
+        server = web.Server(handler, access_log=None)
+    else:
+        server = web.Server(handler, access_log_class=log.logger_class(), access_log=PLACEHOLDER_LOGGER)
     runner = web.ServerRunner(server, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     stop = asyncio.Event()
@@ -71,6 +72,8 @@ async def _run_handler(handler: Handler, sock: socket.socket, *, access_log: boo
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
         await runner.cleanup()
+        if log is not None:
+            log.flush()
 
 
 def serve(
@@ -78,10 +81,13 @@ def serve(
     sock: socket.socket,
     *,
     workers: int = 1,
-    access_log: bool = True,
+    access_log: TextIO | None = None,
     shutdown_timeout: float = 5.0,
 ) -> int:
-    """Serve until SIGINT/SIGTERM; returns the exit status (0 after a requested stop)."""
+    """Serve until SIGINT/SIGTERM; returns the exit status (0 after a requested stop).
+
+    ``access_log``: the stream that gets one line per request (:mod:`composite.server.accesslog`).
+    """
     if workers <= 1:
         _run(_run_handler(make_handler(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
         return 0
