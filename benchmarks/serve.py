@@ -10,6 +10,9 @@ each server and the ratio ours/nginx; writes the numbers to benchmarks/results/s
 
 Both servers get the same number of worker processes (``--workers``, default 1): ours runs one
 event loop per process (``wsi-composite serve --workers N``), nginx ``worker_processes N``.
+Both run without an access log (nginx ``access_log off``, ours ``--quiet``). The load average
+at the start and the end is printed and recorded: nginx's rate is bounded by the load
+generator, so it moves with whatever else the machine is doing — compare runs made together.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import datetime
 import json
 import multiprocessing
+import os
 import re
 import shutil
 import statistics
@@ -141,6 +145,7 @@ def main() -> int:
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         print("nginx is not installed (apt-get install nginx)", file=sys.stderr)
         return 2
+    load_start = round(os.getloadavg()[0], 2)
     print(
         f"{len(paths)} blocks under {root}; client {client}, {args.connections} connections,"
         f" {args.workers} worker process(es) each, {args.rounds} rounds of {args.seconds:g} s per server",
@@ -184,6 +189,7 @@ def main() -> int:
             f"{r['cpu_us_per_request']:>12.1f}"
         )
     print(f"ratio composite/nginx: {ratio:.1%} of nginx's requests per second (target >= 50%)")
+    print(f"load average at start {load_start}, at end {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS / f"serve-{stamp}.json"
@@ -196,6 +202,7 @@ def main() -> int:
                 "workers": args.workers,
                 "seconds_per_round": args.seconds,
                 "ratio": ratio,
+                "load_average": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
                 **results,
             },
             indent=2,
