@@ -130,6 +130,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--workers", type=int, default=1, help="worker processes for both servers")
+    parser.add_argument("--cache-mb", type=int, help="our server's --cache-mb (default: its default)")
     args = parser.parse_args()
 
     if args.dir:
@@ -148,7 +149,8 @@ def main() -> int:
     load_start = round(os.getloadavg()[0], 2)
     print(
         f"{len(paths)} blocks under {root}; client {client}, {args.connections} connections,"
-        f" {args.workers} worker process(es) each, {args.rounds} rounds of {args.seconds:g} s per server",
+        f" {args.workers} worker process(es) each, our --cache-mb {args.cache_mb or 'default'},"
+        f" {args.rounds} rounds of {args.seconds:g} s per server",
         flush=True,
     )
 
@@ -169,8 +171,9 @@ def main() -> int:
             return result
 
         rounds: dict[str, list[dict[str, Any]]] = {"composite": [], "nginx": []}
+        cache = ["--cache-mb", str(args.cache_mb)] if args.cache_mb is not None else []
         with (
-            composite_server(root, "--quiet", "--workers", str(args.workers)) as (ours, ours_process),
+            composite_server(root, "--quiet", "--workers", str(args.workers), *cache) as (ours, ours_process),
             nginx_server(REPO / "web", root, Path(tmp) / "nginx", workers=args.workers) as (theirs, theirs_process),
         ):
             servers = (("composite", ours, ours_process.pid), ("nginx", theirs, theirs_process.pid))
@@ -200,6 +203,7 @@ def main() -> int:
                 "client": client,
                 "connections": args.connections,
                 "workers": args.workers,
+                "cache_mb": args.cache_mb,
                 "seconds_per_round": args.seconds,
                 "ratio": ratio,
                 "load_average": {"start": load_start, "end": round(os.getloadavg()[0], 2)},

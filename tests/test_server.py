@@ -457,3 +457,15 @@ async def test_access_log_lines_are_batched_whole_and_escaped() -> None:
     assert re.fullmatch(stamp + r' \S+ "GET /slides/a/Da0\.jpg HTTP/1\.1" 200 1234 0\.002s', lines[0]), lines[0]
     assert '"GET /slides/a\\x1b[2J.jpg HTTP/1.1"' in lines[-1]  # no raw escape sequence reaches a terminal
     assert len(stream.writes) > 1 and all(len(w) <= PIECE and w.endswith("\n") for w in stream.writes)
+
+
+async def test_without_a_block_cache_files_are_read_every_time(aiohttp_client: ClientFactory, tree: Path) -> None:
+    client = await aiohttp_client(create_app(tree, cache_bytes=0))
+    path = tree / "cases/ours/Da5.jpg"
+    original = path.read_bytes()
+    first = await client.get(BLOCK)
+    assert first.status == 200 and await first.read() == original
+    assert first.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    path.write_bytes(original[::-1])
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 1_000_000))
+    assert await (await client.get(BLOCK)).read() == original[::-1]

@@ -15,7 +15,9 @@ import sys
 from typing import Any
 
 from ..server import create_handler
+from ..server.files import FILE_CACHE_BYTES
 from ..server.run import listen, serve
+from .args import int_in
 
 
 def register(subparsers: Any) -> None:
@@ -25,6 +27,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--cors", metavar="ORIGIN", help="send CORS headers allowing ORIGIN (or *)")
     parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    parser.add_argument(
+        "--cache-mb",
+        type=int_in(0, 1 << 20, "--cache-mb"),
+        default=FILE_CACHE_BYTES >> 20,
+        metavar="MB",
+        help=f"memory per worker for small files served again (default {FILE_CACHE_BYTES >> 20}; 0 reads every time)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument(
         "--shutdown-timeout",
@@ -37,13 +46,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    create_handler(args.root, cors=args.cors)  # a bad ROOT is reported before anything listens
+    create_handler(args.root, cors=args.cors, cache_bytes=0)  # a bad ROOT is reported before anything listens
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {args.root} at http://{shown}:{port}/  (viewer; Ctrl-C stops)", flush=True)
     status = serve(
-        lambda: create_handler(args.root, cors=args.cors),
+        lambda: create_handler(args.root, cors=args.cors, cache_bytes=args.cache_mb << 20),
         sock,
         workers=max(1, args.workers),
         access_log=None if args.quiet else sys.stderr,

@@ -35,6 +35,7 @@ from .files import (
     CACHE_API,
     CACHE_SHORT,
     CACHE_VIEWER,
+    FILE_CACHE_BYTES,
     IMAGE_SUFFIXES,
     FileSender,
     resolve,
@@ -57,17 +58,33 @@ def web_directory() -> Path:
     raise SlideNotFoundError(f"{package}: the viewer files (web/index.html) are not installed")
 
 
-def create_handler(root: str | Path, *, cors: str | None = None, web_dir: str | Path | None = None) -> Handler:
-    """The site serving ``root`` as one aiohttp request handler; ``cors`` is the origin allowed by CORS."""
+def create_handler(
+    root: str | Path,
+    *,
+    cors: str | None = None,
+    web_dir: str | Path | None = None,
+    cache_bytes: int = FILE_CACHE_BYTES,
+) -> Handler:
+    """The site serving ``root`` as one aiohttp request handler.
+
+    ``cors`` is the origin allowed by CORS headers; ``cache_bytes`` bounds the memory kept for
+    small files under ROOT (see :class:`composite.server.files.FileSender`).
+    """
     root = Path(root)
     if not root.is_dir():
         raise SlideNotFoundError(f"{root}: not a directory")
-    return _Site(root, cors=cors, web_dir=web_dir).handle
+    return _Site(root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes).handle
 
 
-def create_app(root: str | Path, *, cors: str | None = None, web_dir: str | Path | None = None) -> web.Application:
-    """An aiohttp application serving ``root``; ``cors`` is the origin allowed by CORS headers."""
-    handler = create_handler(root, cors=cors, web_dir=web_dir)
+def create_app(
+    root: str | Path,
+    *,
+    cors: str | None = None,
+    web_dir: str | Path | None = None,
+    cache_bytes: int = FILE_CACHE_BYTES,
+) -> web.Application:
+    """An aiohttp application serving ``root``; the options are :func:`create_handler`'s."""
+    handler = create_handler(root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes)
     app = web.Application()
     app.router.add_route(hdrs.METH_ANY, "/{tail:.*}", handler)
     return app
@@ -76,12 +93,12 @@ def create_app(root: str | Path, *, cors: str | None = None, web_dir: str | Path
 class _Site:
     """Routes a request by its path: the slide list, a file under ROOT, or the viewer."""
 
-    def __init__(self, root: Path, *, cors: str | None, web_dir: str | Path | None) -> None:
+    def __init__(self, root: Path, *, cors: str | None, web_dir: str | Path | None, cache_bytes: int) -> None:
         real_root = os.path.realpath(root)
         self._root = real_root
         self._index = SlideIndex(Path(real_root))
         self._web = os.path.realpath(web_dir if web_dir is not None else web_directory())
-        self._slides = FileSender(cache_control=CACHE_SHORT, immutable=IMAGE_SUFFIXES)
+        self._slides = FileSender(cache_control=CACHE_SHORT, immutable=IMAGE_SUFFIXES, cache_bytes=cache_bytes)
         self._viewer = FileSender(cache_control=CACHE_VIEWER)
         self._cors = cors
         self._allowed = ("GET", "HEAD", "OPTIONS") if cors else ("GET", "HEAD")
