@@ -166,7 +166,7 @@ def main() -> int:
                 result = run_wrk(base, script, connections=args.connections, seconds=seconds)
             else:
                 result = run_python(base, paths, connections=args.connections, seconds=seconds)
-            # CPU per request does not depend on what else the machine is doing, unlike req/s.
+            # CPU per request moves less with what else the machine is doing than req/s does.
             result["cpu_us_per_request"] = (cpu_seconds(pid) - before) / max(result["requests"], 1) * 1e6
             return result
 

@@ -11,7 +11,7 @@ Routes (all GET/HEAD):
 
 ``create_handler(root)`` is the same site as one request handler: ``wsi-composite serve`` runs it
 on aiohttp's low-level server (``aiohttp.web.Server``), which skips the application's router,
-middleware and signal machinery — a fifth of the CPU time of a block fetch. Both answer every
+middleware and signal machinery — about 15 % of the CPU time of a block fetch. Both answer every
 request identically (the tests use the application, the CLI tests and the load test the handler).
 
 Static files only: no pixel work per request, and no ``composite.formats`` import — a CWS directory
