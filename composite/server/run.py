@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
@@ -65,6 +66,8 @@ async def _run_handler(
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    # A worker starts with the stop signals blocked (see serve); one sent meanwhile arrives now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         await web.SockSite(runner, sock).start()
         await stop.wait()
@@ -94,6 +97,9 @@ def serve(
     if not hasattr(os, "fork"):
         raise CompositeError("--workers above 1 needs a POSIX system (fork)")
     children: list[int] = []
+    # Until a worker's loop (or the parent) has its handlers, a stop signal must wait rather
+    # than kill it with the default action: a worker still starting up would die with an error.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:  # a worker: serve, then leave without running the parent's cleanup
@@ -101,6 +107,8 @@ def serve(
             try:
                 _run(_run_handler(make_handler(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
                 status = 0
+            except Exception:
+                traceback.print_exc()  # os._exit below would swallow it
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -117,6 +125,7 @@ def serve(
                 os.kill(child, signal.SIGTERM)
 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     status = 0
     try:
         while children:
