@@ -410,10 +410,10 @@ async def test_directory_swapped_for_a_symlink_out_of_root_is_caught(client: Tes
 async def test_block_cache_is_bounded_and_keeps_a_share_of_a_sweep() -> None:
     """150 kB of blocks asked for in order, again and again, through a 100 kB cache: LRU would
     evict each block just before its turn (no hits at all); random eviction keeps a share."""
-    from composite.server.files import _Block, _BlockCache
+    from composite.server.memory import Block, BlockCache
 
     st = os.stat(__file__)
-    cache = _BlockCache(100_000)
+    cache = BlockCache(100_000)
     paths = [f"/blocks/{n}.jpg" for n in range(150)]
     for sweep in range(4):
         hits = 0
@@ -421,7 +421,7 @@ async def test_block_cache_is_bounded_and_keeps_a_share_of_a_sweep() -> None:
             if cache.get(path) is not None:
                 hits += 1
             else:
-                cache.put(path, _Block(bytes(1000), st, {}, plain=True))
+                cache.put(path, Block(bytes(1000), st, {}, plain=True))
         kept = [block for path in paths if (block := cache.get(path)) is not None]
         assert sum(len(block.body) for block in kept) <= 100_000
         assert hits > (40 if sweep else -1), (sweep, hits)

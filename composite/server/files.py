@@ -7,9 +7,10 @@ is outside the base is refused after. Directories are never listed. Every refusa
 client cannot probe what exists outside the tree.
 
 Small files (blocks are a few tens of kB) are read in one go on the event loop — a local read of
-that size costs less than handing it to a thread — and kept in a bounded LRU (64 MB) keyed by
-path, inode, mtime and size, so a block asked for again costs only the lstat calls of the path
-check; larger files are streamed in chunks read on a worker thread. Both follow the same rules: ETag
+that size costs less than handing it to a thread — and kept with their response headers
+(:mod:`composite.server.memory`, 64 MB by default) while their inode, device, mtime and size stay
+the same, so a block asked for again costs the lstat calls of the path check and a dict lookup;
+larger files are streamed in chunks read on a worker thread. Both follow the same rules: ETag
 ``"<mtime_ns>-<size>"`` (aiohttp's format), Last-Modified rounded up to the second, 304/412 on
 conditional requests, one byte range per request. Text files (INI, HTML, JS, CSS, JSON) are
 gzip-compressed for clients that accept it, with their own ETag; compressed bodies are cached by
@@ -21,19 +22,16 @@ whole file, as RFC 9110 allows); multipart range responses are not supported.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import functools
 import gzip
-import math
 import os
-import random
 import re
 import stat
-from collections import OrderedDict
 from pathlib import Path
 
 from aiohttp import hdrs, web
 from multidict import CIMultiDictProxy
+
+from .memory import SMALL_FILE, Block, BlockCache, ByteCache, etag_of, http_date, read_small, validator
 
 CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
 CACHE_SHORT = "public, max-age=60"
@@ -59,7 +57,6 @@ CONTENT_TYPES = {
 }
 TEXT_SUFFIXES = frozenset({".ini", ".txt", ".html", ".js", ".mjs", ".css", ".json", ".map", ".svg"})
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp"})
-SMALL_FILE = 1024 * 1024
 FILE_CACHE_BYTES = 64 * 1024 * 1024
 CHUNK = 256 * 1024
 GZIP_MAX_FILE = 64 * 1024 * 1024
@@ -111,16 +108,6 @@ def _etag_matches(header: str, etags: tuple[str, ...]) -> bool:
         return True
     candidates = {tag.strip().removeprefix("W/") for tag in header.split(",")}
     return any(etag in candidates for etag in etags)
-
-
-@functools.lru_cache(maxsize=4096)
-def _http_date(second: int) -> str:
-    return email.utils.formatdate(second, usegmt=True)
-
-
-def http_date(mtime: float) -> str:
-    """Last-Modified for a file: rounded up to the second, as aiohttp's FileResponse does."""
-    return _http_date(math.ceil(mtime))  # blocks written together share a second: format it once
 
 
 def _validators(response: web.StreamResponse, etag: str, mtime: float) -> None:
@@ -178,108 +165,6 @@ def _byte_range(request: web.BaseRequest, size: int, mtime: float) -> tuple[int,
     return start, stop
 
 
-def _read_small(path: str) -> tuple[os.stat_result, bytes | None]:
-    """The file's stat and, when it is small, its bytes (stat taken on the opened file)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if st.st_size > SMALL_FILE:
-            return st, None
-        chunks = []
-        remaining = st.st_size
-        while remaining > 0:
-            chunk = os.read(fd, remaining)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return st, b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _validator(st: os.stat_result) -> tuple[int, int, int, int]:
-    """What must not change for a kept copy of a file to stay valid."""
-    return (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size)
-
-
-def _etag(st: os.stat_result) -> str:
-    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
-
-
-class _ByteCache:
-    """File bodies keyed by path and stat fields; least recently used leave first."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._bytes = 0
-        self._entries: OrderedDict[tuple[str, int, int, int], bytes] = OrderedDict()
-
-    def get(self, key: tuple[str, int, int, int]) -> bytes | None:
-        body = self._entries.get(key)
-        if body is not None:
-            self._entries.move_to_end(key)
-        return body
-
-    def put(self, key: tuple[str, int, int, int], body: bytes) -> None:
-        if len(body) > self._limit:
-            return
-        self._entries[key] = body
-        self._bytes += len(body)
-        while self._bytes > self._limit:
-            _, old = self._entries.popitem(last=False)
-            self._bytes -= len(old)
-
-
-class _Block:
-    """A small file in memory with its validators and the headers of a 200 for it."""
-
-    __slots__ = ("body", "etag", "headers", "mtime", "plain", "validator")
-
-    def __init__(self, body: bytes, st: os.stat_result, headers: dict[str, str], *, plain: bool) -> None:
-        self.body = body
-        self.validator = _validator(st)
-        self.etag = _etag(st)
-        self.mtime = st.st_mtime
-        self.headers = {**headers, hdrs.ETAG: self.etag, hdrs.LAST_MODIFIED: http_date(st.st_mtime)}
-        self.plain = plain  # the same bytes for every client (text may be sent gzipped instead)
-
-
-class _BlockCache:
-    """Small files by real path, bounded in bytes; a random entry leaves when it is full.
-
-    Random eviction rather than LRU: a client walking through more blocks than fit (a viewer
-    panning across a large slide, a crawler) would make LRU evict every block just before it is
-    asked for again, so nothing would ever be served from memory; random eviction keeps about
-    limit/working-set of them. Lookups also stay a plain dict access (no reordering per hit).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._bytes = 0
-        self._entries: dict[str, _Block] = {}
-        self._paths: list[str] = []  # the keys again, so that a random one can be picked
-        self._random = random.Random(0)
-        self.get = self._entries.get
-
-    def put(self, path: str, block: _Block) -> None:
-        size = len(block.body)
-        if size > self._limit:
-            return
-        old = self._entries.get(path)
-        if old is None:
-            self._paths.append(path)
-        else:
-            self._bytes -= len(old.body)
-        self._entries[path] = block
-        self._bytes += size
-        while self._bytes > self._limit:
-            index = self._random.randrange(len(self._paths))
-            self._paths[index], self._paths[-1] = self._paths[-1], self._paths[index]
-            victim = self._entries.pop(self._paths.pop())
-            self._bytes -= len(victim.body)
-
-
 class FileSender:
     """Builds responses for files already checked by :func:`resolve`.
 
@@ -292,8 +177,8 @@ class FileSender:
     ) -> None:
         self._cache_control = cache_control
         self._immutable = immutable
-        self._gzip = _ByteCache(GZIP_CACHE_BYTES)
-        self._blocks = _BlockCache(cache_bytes)
+        self._gzip = ByteCache(GZIP_CACHE_BYTES)
+        self._blocks = BlockCache(cache_bytes)
 
     def cache_control(self, suffix: str) -> str:
         return CACHE_IMMUTABLE if suffix in self._immutable else self._cache_control
@@ -317,12 +202,12 @@ class FileSender:
                 return web.Response(body=block.body, headers=block.headers)
         return await self._send(request, path, st)
 
-    def _block(self, path: str, st: os.stat_result, suffix: str) -> _Block | None:
+    def _block(self, path: str, st: os.stat_result, suffix: str) -> Block | None:
         """The small file ``path`` from memory when its stat has not changed, else read now."""
         block = self._blocks.get(path)
-        if block is not None and block.validator == _validator(st):
+        if block is not None and block.validator == validator(st):
             return block
-        st, data = _read_small(path)
+        st, data = read_small(path)
         if data is None:
             return None  # it grew past SMALL_FILE since resolve looked
         headers: dict[str, str] = {
@@ -334,7 +219,7 @@ class FileSender:
         if text:
             headers[hdrs.VARY] = hdrs.ACCEPT_ENCODING
         # Validators from the opened file's fstat, so they describe exactly the bytes read.
-        block = _Block(data, st, headers, plain=not text)
+        block = Block(data, st, headers, plain=not text)
         if len(data) == st.st_size:
             self._blocks.put(path, block)
         return block
@@ -352,7 +237,7 @@ class FileSender:
             accepts_gzip = "gzip" in h.get(hdrs.ACCEPT_ENCODING, "").lower()
             if accepts_gzip and hdrs.RANGE not in h and st.st_size <= GZIP_MAX_FILE:
                 return await self._send_gzip(request, path, st, headers)
-        etag = _etag(st)
+        etag = etag_of(st)
         status = _precondition(request, (etag,), st.st_mtime)
         if status is not None:
             response = web.Response(status=status, headers={hdrs.CACHE_CONTROL: cache_control})
@@ -398,7 +283,7 @@ class FileSender:
     async def _send_gzip(
         self, request: web.BaseRequest, path: str, st: os.stat_result, headers: dict[str, str]
     ) -> web.StreamResponse:
-        plain_etag = _etag(st)
+        plain_etag = etag_of(st)
         etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}-gzip"'
         status = _precondition(request, (etag, plain_etag), st.st_mtime)
         if status is not None:
