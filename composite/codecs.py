@@ -256,3 +256,50 @@ def unpack_pixels(data: bytes, shape: tuple[int, int]) -> RGBArray:
     """The (height, width, 3) array :func:`pack_pixels` stored."""
     pixels: RGBArray = np.frombuffer(bytearray(imagecodecs.zstd_decode(data)), np.uint8).reshape(*shape, 3)
     return pixels
+
+
+class JpegStripWriter:
+    """One baseline JPEG written strip by strip, so a large image is never held whole.
+
+    Each strip (``STRIP`` rows, the last one fewer) is encoded on its own with the same settings,
+    hence the same tables; the file takes the first strip's header with the full height in the
+    frame header and a restart interval of one strip (DRI), then each strip's entropy-coded data
+    followed by the next restart marker. A restart resets the DC predictors exactly as a fresh
+    encode starts, and libjpeg byte-aligns each strip's end, so the result decodes to the same
+    pixels as encoding the whole image at once (strips are whole 16-row MCU rows).
+    """
+
+    STRIP = 256  # rows; a multiple of the 4:2:0 MCU height (16)
+
+    def __init__(self, width: int, height: int, *, quality: int) -> None:
+        mcus = -(-width // 16) * (self.STRIP // 16)
+        if mcus > 0xFFFF or height > 0xFFFF or width > 0xFFFF:
+            raise ValueError(f"image of {width}x{height} px is too large for strip-wise JPEG")
+        self.width, self.height, self.quality = width, height, quality
+        self._interval = mcus
+        self._rows = 0
+
+    def strip(self, pixels: RGBArray) -> bytes:
+        """The bytes of the next strip (the header first); ``STRIP`` rows except the last strip."""
+        rows = pixels.shape[0]
+        last = self._rows + rows >= self.height
+        if pixels.shape[1] != self.width or self._rows + rows > self.height or (rows != self.STRIP and not last):
+            raise ValueError(f"strip of {pixels.shape[1]}x{rows} px at row {self._rows} does not fit")
+        data = encode_jpeg(np.ascontiguousarray(pixels), quality=self.quality)
+        head, scan = b"", b""
+        for marker, start, end in iter_jpeg_segments(data):
+            if marker == 0xDA:
+                scan = data[end:-2] if data.endswith(EOI) else data[end:]
+                break
+            if self._rows == 0:
+                segment = data[start:end]
+                if marker in _SOF_MARKERS:
+                    segment = segment[:5] + struct.pack(">H", self.height) + segment[7:]
+                head += segment
+        if self._rows == 0:
+            sos = data[start:end]
+            head = SOI + head + b"\xff\xdd\x00\x04" + struct.pack(">H", self._interval) + sos
+        else:
+            head = bytes((0xFF, 0xD0 + (self._rows // self.STRIP - 1) % 8))
+        self._rows += rows
+        return head + scan + (EOI if last else b"")

@@ -5,13 +5,17 @@
 when the slide has another level (a slide under 4096 px wide gets a thumbnail upscaled from
 level 1), so copying a slide's level 0 never decodes it. ``Label.jpg``/``Macro.jpg`` copy the
 source's label and macro: a JPEG is copied as a standalone JPEG (tables merged, Adobe marker for
-RGB), anything else (Aperio's LZW label) is encoded. Each image is held whole once (a JPEG is
-encoded at once), so memory peaks at Ss1's size (at most 8192 x 8192 px) plus one strip read.
+RGB), anything else (Aperio's LZW label) is encoded. Thumbnail and Ss1 are read a few strips
+at a time (on two threads) and encoded strip by strip (:class:`~composite.codecs.JpegStripWriter`),
+so memory holds a few strips, whatever the slide's size; nothing is read back from the directory.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,46 +24,82 @@ from ... import codecs
 from ...codecs import RGBArray
 from ...model import AssociatedImage, Level, Slide
 from ...resample import box_downsample, resize
-from .read import open_slide
 
 THUMB_WIDTH = 1024
 SS1_DOWNSAMPLE = 16
 SS1_MAX = 8192
 CHUNK = 4096  # px of a level read at once across, when scaling it down
+WORKERS = 2  # strips of a level read and reduced at once
 _COMPANION_QUALITY = 90
 
 
-def _scaled(written: Slide, size: tuple[int, int]) -> RGBArray:
-    """The slide at ``size`` from the coarsest level at least that large; level 0 only when the
-    slide has no other level (a level-1 image is upscaled instead), so that a copying conversion
-    never decodes level 0."""
-    candidates = [level for level in written.levels if level.width >= size[0] and level.height >= size[1]]
-    level = candidates[-1] if candidates else written.levels[-1]
-    if level is written.levels[0] and len(written.levels) > 1:
-        level = written.levels[1]
-    return _reduce(level, size)
+def _source_level(levels: list[Level], size: tuple[int, int]) -> Level:
+    """The coarsest level at least ``size``; level 0 only when there is no other level (a level-1
+    image is upscaled instead), so that a copying conversion never decodes level 0."""
+    candidates = [level for level in levels if level.width >= size[0] and level.height >= size[1]]
+    level = candidates[-1] if candidates else levels[-1]
+    if level is levels[0] and len(levels) > 1:
+        level = levels[1]
+    return level
 
 
-def _reduce(level: Level, size: tuple[int, int]) -> RGBArray:
-    """``level`` scaled to ``size``, read in pieces of about one block row by CHUNK px, so memory
-    holds the output and one piece (resample.level_thumbnail holds up to 16 Mpx strips)."""
+def _reduced(level: Level, size: tuple[int, int]) -> Iterator[RGBArray]:
+    """``level`` scaled to ``size``, as consecutive row strips. The level is read in strips of
+    about one tile row, WORKERS strips at a time on a thread pool, each in pieces of CHUNK px
+    across, so memory holds a few strips, never the image."""
     width, height = size
     factor = max(1, min(level.width // width, level.height // height))
     rows = max(factor, level.grid.tile_height // factor * factor)
     chunk = max(factor, CHUNK // factor * factor)
-    out = np.empty((height, width, 3), np.uint8)
-    done = 0
-    for y in range(0, level.height, rows):
+
+    def reduce(y: int) -> RGBArray:
         strip_rows = min(rows, level.height - y)
         pieces = [
             box_downsample(level.read_region(x, y, min(chunk, level.width - x), strip_rows), factor)
             for x in range(0, level.width, chunk)
         ]
-        end = round((y + strip_rows) * height / level.height)
+        return np.concatenate(pieces, axis=1)
+
+    done = 0
+
+    def scaled(y: int, future: Future[RGBArray]) -> Iterator[RGBArray]:
+        nonlocal done
+        end = round(min(y + rows, level.height) * height / level.height)
         if end > done:
-            out[done:end] = resize(np.concatenate(pieces, axis=1), (width, end - done))
+            yield resize(future.result(), (width, end - done))
             done = end
-    return out
+
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="composite-companions") as pool:
+        pending: deque[tuple[int, Future[RGBArray]]] = deque()
+        for y in range(0, level.height, rows):
+            pending.append((y, pool.submit(reduce, y)))
+            if len(pending) > WORKERS:
+                yield from scaled(*pending.popleft())
+        while pending:
+            yield from scaled(*pending.popleft())
+
+
+def _restripped(strips: Iterator[RGBArray], rows: int) -> Iterator[RGBArray]:
+    """The same pixels as strips of exactly ``rows`` rows (the last one fewer)."""
+    held: list[RGBArray] = []
+    count = 0
+    for strip in strips:
+        held.append(strip)
+        count += strip.shape[0]
+        while count >= rows:
+            whole = np.concatenate(held) if len(held) > 1 else held[0]
+            yield whole[:rows]
+            held, count = ([whole[rows:]], count - rows) if count > rows else ([], 0)
+    if count:
+        yield np.concatenate(held)
+
+
+def _write_scaled(levels: list[Level], size: tuple[int, int], path: Path, *, quality: int) -> None:
+    """The slide at ``size`` as a JPEG at ``path``, encoded strip by strip (never held whole)."""
+    writer = codecs.JpegStripWriter(*size, quality=quality)
+    with path.open("wb") as out:
+        for strip in _restripped(_reduced(_source_level(levels, size), size), writer.STRIP):
+            out.write(writer.strip(strip))
 
 
 def _fit(width: int, height: int, limit: int) -> tuple[int, int]:
@@ -80,17 +120,17 @@ def _associated_jpeg(image: AssociatedImage, quality: int) -> bytes:
     return codecs.encode_jpeg(image.read(), quality=quality)
 
 
-def write_companions(slide: Slide, directory: Path, *, quality: int) -> list[str]:
-    """Write the companion JPEGs into ``directory`` (whose INI files are complete); their names."""
+def write_companions(slide: Slide, directory: Path, *, levels: list[Level], quality: int) -> list[str]:
+    """Write the companion JPEGs into ``directory``, scaled from ``levels`` (the levels just
+    written: the source's own or computed ones, so nothing is read back); their names."""
     quality = max(quality, _COMPANION_QUALITY)
     width, height = slide.dimensions
-    written = open_slide(directory)
     thumb_w = min(THUMB_WIDTH, width)
-    thumb = _scaled(written, (thumb_w, max(1, round(height * thumb_w / width))))
-    (directory / "SlideThumb.jpg").write_bytes(codecs.encode_jpeg(thumb, quality=quality))
-    del thumb
+    _write_scaled(
+        levels, (thumb_w, max(1, round(height * thumb_w / width))), directory / "SlideThumb.jpg", quality=quality
+    )
     ss1_size = _fit(math.ceil(width / SS1_DOWNSAMPLE), math.ceil(height / SS1_DOWNSAMPLE), SS1_MAX)
-    (directory / "Ss1.jpg").write_bytes(codecs.encode_jpeg(_scaled(written, ss1_size), quality=quality))
+    _write_scaled(levels, ss1_size, directory / "Ss1.jpg", quality=quality)
     names = ["thumbnail", "ss1"]
     for name, file_name in (("label", "Label.jpg"), ("macro", "Macro.jpg")):
         image = slide.associated.get(name)

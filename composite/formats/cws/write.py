@@ -310,7 +310,7 @@ def write(
             plan = _Plan(slide, levels, options, block)
             reports = [_write_level(plan, index, tmp, report) for index in range(len(levels))]
             _write_planes(plan, tmp, report)
+            associated = write_companions(slide, tmp, levels=levels, quality=plan.quality)
         finally:
             close_levels(levels)
-        associated = write_companions(slide, tmp, quality=plan.quality)
     return ConversionReport(destination=dst, format="cws", levels=reports, associated=associated)
