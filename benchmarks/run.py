@@ -112,6 +112,14 @@ JOBS = (
         lambda c, o: c.ours("cws", c.svs, o, "--tile-size", "256", "--quality", "80"),
         ("3",),
     ),
+    # 2y and 6y write what libvips writes (YCbCr 4:2:0 JPEG); 2 and 6 write Aperio's RGB JPEG,
+    # which has twice the samples to encode: the like-for-like comparison is 2y/6y.
+    Job(
+        "2y",
+        "ours: SVS -> CWS re-encoded 256 Q80 YCbCr",
+        lambda c, o: c.ours("cws", c.svs, o, "--tile-size", "256", "--quality", "80", "--ycbcr"),
+        ("3",),
+    ),
     Job("3", "libvips (pip) dzsave 256 Q80, tiffload", lambda c, o: c.pip_vips("dzsave", c.svs, o)),
     Job("3b", "libvips (Debian CLI) vips dzsave 256 Q80", _system_dzsave),
     Job("4", "ours: CWS 752x480 -> SVS default", _cws_to_svs(), ("7",)),
@@ -131,6 +139,12 @@ JOBS = (
         lambda c, o: c.ours("svs", c.svs, o.with_suffix(".svs"), "--tile-size", "256", "--quality", "80"),
         ("5",),
     ),
+    Job(
+        "6y",
+        "ours: SVS -> SVS re-encoded 256 Q80 YCbCr",
+        lambda c, o: c.ours("svs", c.svs, o.with_suffix(".svs"), "--tile-size", "256", "--quality", "80", "--ycbcr"),
+        ("5",),
+    ),
     Job("7", "libvips (pip) arrayjoin 752x480 + tiffsave", _arrayjoin),
     Job("8", "plain copy of tile bytes, 1 file each", _plain_copy),
 )
@@ -140,9 +154,9 @@ def _select(spec: str | None) -> list[Job]:
     if not spec:
         return list(JOBS)
     wanted = {s.strip() for s in spec.split(",") if s.strip()}
-    # "3" selects both dzsave lines (3 and 3b), "4" both CWS -> SVS lines; "3b" only that one.
-    chosen = [j for j in JOBS if j.id in wanted or j.id.rstrip("b") in wanted]
-    unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("b") for j in JOBS}
+    # "3" selects both dzsave lines (3 and 3b), "2" both 2 and 2y; "3b" only that one.
+    chosen = [j for j in JOBS if j.id in wanted or j.id.rstrip("by") in wanted]
+    unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("by") for j in JOBS}
     if unknown:
         raise ValueError(f"unknown job(s) {', '.join(sorted(unknown))} (known: {', '.join(j.id for j in JOBS)})")
     return chosen

@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--compression", choices=COMPRESSIONS, help="tile codec (default: the source's, else jpeg)")
     quality = int_in(1, 100, "quality")
     parser.add_argument("--quality", type=quality, metavar="Q", help="JPEG/J2K quality (SVS/TIFF: 90, lower levels 95)")
+    parser.add_argument(
+        "--ycbcr", action="store_true", help="re-encode JPEG as YCbCr 4:2:0 (smaller, faster) instead of Aperio RGB"
+    )
     parser.add_argument("--bigtiff", choices=("auto", "yes", "no"), default="auto", help="BigTIFF (default: auto)")
     parser.add_argument("--ome", action="store_true", help="OME-TIFF with SubIFD levels (TIFF output)")
     workers = int_in(1, None, "workers")
@@ -55,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     extra: dict[str, Any] = {"bigtiff": args.bigtiff}
     if args.ome:
         extra["ome"] = True
+    if args.ycbcr:
+        extra["ycbcr"] = True
     extra.update(convert_extra(args))
     options = WriteOptions(
         tile_size=args.tile_size,
