@@ -147,4 +147,3 @@ def atomic_output(dst: Path, *, overwrite: bool, directory: bool = False) -> Ite
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
-
