@@ -13,12 +13,22 @@ target :class:`~composite.geometry.TileGrid` of the same size, row-major:
   calling thread only submits and yields, so every core decodes or encodes. Edge tiles are
   full-size, padded by repeating the last row/column (invisible, and it avoids JPEG ringing).
 
-Memory is bounded by the source tile rows one target row overlaps plus a few tiles in flight.
+Re-encoded tiles come in **column stripes** (:func:`stripes`): top to bottom in a stripe about
+``STRIPE_PX`` wide, row-major inside it, then the next stripe. A source tile row that straddles
+two target rows must stay decoded until the second is done; across the whole level that is
+width x tile height x 3 bytes (72 MB on a 100,000 px slide), in a stripe it is a constant few MB,
+so memory does not grow with the slide. Stripe edges fall on multiples of both tile widths where
+such a multiple is near ``STRIPE_PX`` (240 and 256: 7,680 px), so no source tile is decoded
+twice; otherwise the source column on a stripe edge is decoded once per stripe. Consumers place
+tiles by their (col, row), never by arrival order.
+
+Memory is bounded by one stripe's straddling source tiles plus a few tiles in flight.
 :class:`BandCache` (decoded tiles of a band moving down a level) serves the pyramid's downsampler.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import threading
@@ -188,11 +198,14 @@ def encoded_tiles(
     workers: int | None = None,
     progress: ProgressCallback | None = None,
     stage: str = "",
+    stripe_px: int | None = None,
 ) -> Iterator[EncodedTile]:
-    """Every tile of ``target`` (same size as ``source``), row-major, encoded or copied.
+    """Every tile of ``target`` (same size as ``source``), encoded or copied, each exactly once.
 
-    ``rgb`` chooses RGB JPEG (Aperio's way, Adobe marker) over YCbCr 4:2:0 for re-encoded tiles;
-    copied tiles keep the source's encoding, which their :class:`EncodedTile` carries.
+    Copied levels come row-major; re-encoded ones in the column stripes of :func:`stripes`
+    (``stripe_px`` wide, default ``STRIPE_PX``). ``rgb`` chooses RGB JPEG (Aperio's way, Adobe
+    marker) over YCbCr 4:2:0 for re-encoded tiles; copied tiles keep the source's encoding,
+    which their :class:`EncodedTile` carries.
     """
     if (target.width, target.height) != source.dimensions:
         raise ValueError(f"target grid {target.width}x{target.height} differs from level {source.dimensions}")
@@ -203,8 +216,9 @@ def encoded_tiles(
         if is_copyable(source, target, compression):
             tiles = _copied(source, target, quality=quality, pool=pool)
         else:
+            columns = stripes(source.grid, target, stripe_px=stripe_px or STRIPE_PX)
             tiles = _reencoded(
-                source, target, compression=compression, quality=quality, rgb=rgb, pool=pool, workers=count
+                source, target, columns, compression=compression, quality=quality, rgb=rgb, pool=pool, workers=count
             )
         total = target.tile_count
         for done, tile in enumerate(tiles, 1):
@@ -228,9 +242,23 @@ def _copied(source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolEx
         yield EncodedTile(col, row, data, fallback)
 
 
+STRIPE_PX = 8192
+
+
+def stripes(source: TileGrid, target: TileGrid, *, stripe_px: int = STRIPE_PX) -> list[range]:
+    """The target columns of each stripe, left to right: about ``stripe_px`` wide, on a common
+    multiple of both tile widths when one is at most ``stripe_px`` (no source tile then spans two
+    stripes)."""
+    period = math.lcm(source.tile_width, target.tile_width)
+    width = period * (stripe_px // period) if period <= stripe_px else stripe_px
+    step = max(1, width // target.tile_width)
+    return [range(col, min(col + step, target.cols)) for col in range(0, target.cols, step)]
+
+
 def _reencoded(
     source: Level,
     target: TileGrid,
+    stripe_columns: list[range],
     *,
     compression: str,
     quality: int,
@@ -239,9 +267,8 @@ def _reencoded(
     workers: int,
 ) -> Iterator[EncodedTile]:
     encoding = output_encoding(compression, quality=quality, rgb=rgb)
-    retiler = _Retiler(source, target)
 
-    def encode(col: int, row: int, box: Box, parts: list[_Part]) -> EncodedTile:
+    def encode(retiler: _Retiler, col: int, row: int, box: Box, parts: list[_Part]) -> EncodedTile:
         pixels = retiler.compose(box, parts)
         data = encode_tile(pixels, compression=compression, quality=quality, rgb=encoding.rgb)
         return EncodedTile(col, row, data, encoding)
@@ -250,15 +277,18 @@ def _reencoded(
     # most IN_FLIGHT x workers encodes are queued: both cores stay busy, memory stays bounded.
     # The pool is FIFO and a tile's decodes are submitted before its encode, so an encode only
     # ever waits for a decode that a worker has already started (no deadlock).
-    planned: deque[tuple[int, int, Box, list[_Part]]] = deque()
+    planned: deque[tuple[_Retiler, int, int, Box, list[_Part]]] = deque()
     pending: deque[Future[EncodedTile]] = deque()
-    for col, row in target.indices():
-        box = target.tile_box(col, row)
-        planned.append((col, row, box, retiler.parts(box, pool)))
-        if len(planned) > DECODE_AHEAD * workers:
-            pending.append(pool.submit(encode, *planned.popleft()))
-        while len(pending) > IN_FLIGHT * workers:
-            yield pending.popleft().result()
+    for columns in stripe_columns:
+        retiler = _Retiler(source, target, columns)
+        for row in range(target.rows):
+            for col in columns:
+                box = target.tile_box(col, row)
+                planned.append((retiler, col, row, box, retiler.parts(box, pool)))
+                if len(planned) > DECODE_AHEAD * workers:
+                    pending.append(pool.submit(encode, *planned.popleft()))
+                while len(pending) > IN_FLIGHT * workers:
+                    yield pending.popleft().result()
     while planned:
         pending.append(pool.submit(encode, *planned.popleft()))
     while pending:
@@ -276,21 +306,24 @@ def _span(start: int, end: int, size: int) -> range:
 
 
 class _Retiler:
-    """Target tiles composed from source tiles, each decoded once on the pool and dropped after
-    its last use (the number of target tiles overlapping it is known in advance).
+    """Target tiles of one stripe (``columns``) composed from source tiles, each decoded once on
+    the pool and dropped after its last use in the stripe (known in advance).
 
-    Decoded tiles held: those of the source rows the current target row overlaps (a source row
-    straddling two target rows is kept until the second is done), plus the tiles in flight.
+    Decoded tiles held: those of the source rows the current target row of the stripe overlaps
+    (a source row straddling two target rows is kept until the second is done), plus the tiles
+    in flight.
     """
 
-    def __init__(self, source: Level, target: TileGrid) -> None:
+    def __init__(self, source: Level, target: TileGrid, columns: range) -> None:
         self._source = source
         self._target = target
         sg = source.grid
-        self._col_uses = [
-            len(_span(c * sg.tile_width, min((c + 1) * sg.tile_width, sg.width), target.tile_width))
-            for c in range(sg.cols)
-        ]
+        x0 = columns.start * target.tile_width
+        x1 = min(columns.stop * target.tile_width, target.width)
+        self._col_uses = {
+            c: len(_span(max(c * sg.tile_width, x0), min((c + 1) * sg.tile_width, x1), target.tile_width))
+            for c in _span(x0, x1, sg.tile_width)
+        }
         self._row_uses = [
             len(_span(r * sg.tile_height, min((r + 1) * sg.tile_height, sg.height), target.tile_height))
             for r in range(sg.rows)

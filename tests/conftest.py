@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 OPENSLIDE_DATA = ROOT.parent / "shared" / "data" / "openslide"
 
 
+@pytest.fixture(autouse=True)
+def narrow_stripes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-encoded levels in stripes of 720 px, so the small test slides span several stripes
+    (the default, 8192 px, would give one) and every writer test checks out-of-order tiles."""
+    monkeypatch.setattr("composite.tiling.STRIPE_PX", 720)
+
+
 @pytest.fixture(scope="session")
 def openslide_data() -> Path:
     """../shared/data/openslide: skipped when absent, except under CI where that is a failure."""

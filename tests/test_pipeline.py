@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 import pytest
 
 import composite
@@ -15,7 +16,7 @@ from composite.geometry import TileGrid
 from composite.model import Level, Slide
 from composite.pyramid import DownsampledLevel, pyramid_levels
 from composite.resample import box_downsample
-from composite.tiling import BandCache, encoded_tiles, is_copyable
+from composite.tiling import BandCache, encoded_tiles, is_copyable, stripes
 
 
 def _one_level(slide: Slide) -> Slide:
@@ -58,6 +59,48 @@ def test_retiling_is_lossless_and_pads_edges(synthetic_svs: Path, compression: s
             pixels = _decode(tile.data, compression, None, True, (512, 384))
             assert pixels.shape == (384, 512, 3), "edge tiles must be full-size"
             assert np.array_equal(pixels[: box.height, : box.width], expected[box.y : box.bottom, box.x : box.right])
+
+
+def test_stripes_fall_on_common_multiples_of_the_tile_widths() -> None:
+    source = TileGrid(40_000, 30_000, 240, 240)
+    aligned = stripes(source, TileGrid(40_000, 30_000, 256, 256), stripe_px=8192)
+    assert [len(cols) for cols in aligned[:-1]] == [30] * 5  # 7,680 px = 32 source tiles
+    assert sum(len(cols) for cols in aligned) == 157 and aligned[-1].stop == 157
+    # no multiple of 240 and 752 (11,280) fits in 8192 px: stripes of 10 blocks, edges re-decoded
+    assert {len(cols) for cols in stripes(source, TileGrid(40_000, 30_000, 752, 480))[:-1]} == {10}
+    assert stripes(source, TileGrid(500, 500, 256, 256)) == [range(0, 2)]
+
+
+@pytest.mark.parametrize(("stripe_px", "tile", "redecoded"), [(480, 120, False), (700, 256, True)])
+def test_reencoded_tiles_come_in_stripes_each_once(
+    synthetic_svs: Path, monkeypatch: pytest.MonkeyPatch, stripe_px: int, tile: int, redecoded: bool
+) -> None:
+    with composite.open_slide(synthetic_svs) as slide:
+        level = slide.levels[0]
+        decoded: list[tuple[int, int]] = []
+        read_tile = level.read_tile
+
+        def counting(col: int, row: int) -> NDArray[np.uint8]:
+            decoded.append((col, row))
+            return read_tile(col, row)
+
+        monkeypatch.setattr(level, "read_tile", counting)
+        target = TileGrid(level.width, level.height, tile, tile)
+        expected = level.read_region(0, 0, level.width, level.height)
+        decoded.clear()
+        tiles = list(encoded_tiles(level, target, compression="lzw", quality=90, workers=2, stripe_px=stripe_px))
+        columns = stripes(level.grid, target, stripe_px=stripe_px)
+        assert len(columns) > 2
+        assert [(t.col, t.row) for t in tiles] == [(c, r) for cols in columns for r in range(target.rows) for c in cols]
+        for t in tiles:
+            box = target.tile_box(t.col, t.row)
+            pixels = np.frombuffer(codecs.decode_lzw(t.data), np.uint8).reshape(tile, tile, 3)
+            assert np.array_equal(pixels[: box.height, : box.width], expected[box.y : box.bottom, box.x : box.right])
+        assert set(decoded) == set(level.grid.indices())
+        # aligned stripes decode each source tile once; others only the columns on stripe edges twice
+        twice = {key for key in decoded if decoded.count(key) > 1}
+        assert (len(twice) > 0) == redecoded and len(decoded) == level.grid.tile_count + len(twice)
+        assert all(decoded.count(key) <= 2 for key in twice)
 
 
 def test_band_cache_decodes_each_source_tile_once(synthetic_svs: Path) -> None:

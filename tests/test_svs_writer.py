@@ -147,6 +147,9 @@ def test_lzw_is_lossless(source: Path, tmp_path: Path) -> None:
     dst, report = _convert(source, tmp_path, "lzw.svs", compression="lzw", extra={"min_level_size": 400})
     with tifffile.TiffFile(dst) as tif:
         assert {p.compression for p in tif.series[0].levels[0].pages} == {tifffile.COMPRESSION.LZW}
+        # tiles were written in column stripes and placed by TileOffsets, not by file order
+        offsets = list(tif.series[0].levels[0].keyframe.dataoffsets)
+        assert offsets != sorted(offsets)
     for index in range(len(report.levels)):
         assert np.array_equal(openslide_level(dst, index), openslide_level(source, index))
 

@@ -255,11 +255,14 @@ def _write_level(plan: _Plan, index: int, directory: Path, progress: ProgressCal
         _BlockWriter() as blocks,
     ):
         ini.write("\n".join(lines) + "\n")
+        # Positions depend only on the grid: the INI lists blocks in order while the blocks
+        # themselves may arrive in any order (re-encoded levels come in column stripes).
+        for col, row in grid.indices():
+            x, y = plan.frame.block(grid, zoom, col, row)
+            ini.write(f"[{block_name(index, row * grid.cols + col)}]\nx={x}\ny={y}\nz=0\n")
         for tile in plan.tiles(level, grid, progress, f"level {index}"):
             name = block_name(index, tile.row * grid.cols + tile.col)
             blocks.write(os.path.join(folder, f"{name}.jpg"), tile)
-            x, y = plan.frame.block(grid, zoom, tile.col, tile.row)
-            ini.write(f"[{name}]\nx={x}\ny={y}\nz=0\n")
             copied += tile.copied
     return LevelReport(
         index=index,

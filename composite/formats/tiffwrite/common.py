@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from ...progress import ProgressCallback
 from ...pyramid import DownsampledLevel, pyramid_levels
 from ...resample import level_thumbnail
 from ...tiling import EncodedTile, encoded_tiles, is_copyable
+from .tileorder import ArrivalOrder
 
 BIGTIFF_THRESHOLD = 2 * 2**30  # estimated bytes: half of classic TIFF's 4 GiB, as a margin
 MAX_TILE = 4096
@@ -49,6 +50,8 @@ class Plan:
     levels: list[Level]
     grids: list[TileGrid]
     workers: int | None
+    # (width, height) of each level written -> the order its tiles arrived in (see tileorder.py)
+    arrivals: dict[tuple[int, int], ArrivalOrder] = field(default_factory=dict)
 
 
 def make_plan(slide: Slide, options: WriteOptions, *, default_tile: int, spool_dir: Path) -> Plan:
@@ -199,6 +202,7 @@ def write_level(
     first tile revealed); ``tags`` go to ``TiffWriter.write`` as they are.
     """
     level, grid = plan.levels[index], plan.grids[index]
+    arrival = plan.arrivals[(level.width, level.height)] = ArrivalOrder(grid.cols)
     tiles = encoded_tiles(
         level,
         grid,
@@ -209,7 +213,7 @@ def write_level(
         progress=progress,
         stage=f"level {index}",
     )
-    chunks = level_chunks(tiles, plan.compression)
+    chunks = level_chunks(arrival.track(tiles), plan.compression)
     description = describe(chunks) if describe is not None else None
     tw.write(
         chunks.chunks,

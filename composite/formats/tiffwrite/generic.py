@@ -25,6 +25,7 @@ from ...progress import ProgressCallback, no_progress
 from ...pyramid import close_levels
 from .common import Plan, make_plan, write_level
 from .svs import SOFTWARE
+from .tileorder import place_tiles
 
 
 def write_tiff(
@@ -95,4 +96,5 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback, *, 
                     software=SOFTWARE,
                 )
                 associated.append(name)
+    place_tiles(path, plan.arrivals)  # re-encoded levels were written in column stripes
     return ConversionReport(destination=path, format="tiff", levels=reports, associated=associated)

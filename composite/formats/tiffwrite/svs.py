@@ -26,6 +26,7 @@ from ...output import ConversionReport, LevelReport, WriteOptions, atomic_output
 from ...progress import ProgressCallback, no_progress
 from ...pyramid import close_levels
 from .common import LevelChunks, Plan, build_lower_levels, make_plan, thumbnail, write_level
+from .tileorder import place_tiles
 
 APERIO_HEADER = "Aperio Image Library v12.0.15"  # readers key on "Aperio Image"; the version is nominal
 SOFTWARE = f"composite {__version__}"
@@ -152,4 +153,5 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback) -> 
                 software=SOFTWARE,
             )
             associated.append(name)
+    place_tiles(path, plan.arrivals)  # re-encoded levels were written in column stripes
     return ConversionReport(destination=path, format="svs", levels=reports, associated=associated)
