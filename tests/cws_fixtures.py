@@ -41,8 +41,11 @@ def _ini(header: dict[str, object], sections: list[tuple[str, dict[str, object]]
 
 def _companions(slide: composite.Slide, out: Path) -> dict[str, int]:
     flags = {}
-    for kind, name, key in (("thumbnail", "SlideThumb.jpg", "bHasThumb"), ("label", "Label.jpg", "bHasLabel"),
-                            ("macro", "Macro.jpg", "bHasMacro")):
+    for kind, name, key in (
+        ("thumbnail", "SlideThumb.jpg", "bHasThumb"),
+        ("label", "Label.jpg", "bHasLabel"),
+        ("macro", "Macro.jpg", "bHasMacro"),
+    ):
         if kind in slide.associated:
             (out / name).write_bytes(_jpeg(slide.associated_images[kind], 90))
         flags[key] = int(kind in slide.associated)
@@ -65,10 +68,20 @@ def write_levels_cws(
         for k, level in enumerate(slide.levels):
             zoom = round(level.downsample)
             ini_name = "FinalScan.ini" if k == 0 else "ScanSlide.ini" if k == count - 1 else f"ScanLevel{k}.ini"
-            level_sections.append((f"Level{k}", {
-                "iZoom": zoom, "iWidth": level.width, "iHeight": level.height, "iQuality": quality,
-                "iBlockWidth": block, "iBlockHeight": block, "tIniFile": ini_name,
-            }))
+            level_sections.append(
+                (
+                    f"Level{k}",
+                    {
+                        "iZoom": zoom,
+                        "iWidth": level.width,
+                        "iHeight": level.height,
+                        "iQuality": quality,
+                        "iBlockWidth": block,
+                        "iBlockHeight": block,
+                        "tIniFile": ini_name,
+                    },
+                )
+            )
             blocks = []
             prefix = "Da" if k == 0 else f"L{k}Da"
             for row in range(math.ceil(level.height / block)):
@@ -85,18 +98,36 @@ def write_levels_cws(
                     (out / f"{name}.jpg").write_bytes(_jpeg(pixels, quality))
                     # Centre of the nominal block, stage origin at the image centre, axes reversed.
                     cx, cy = (x + block / 2) * zoom, (y + block / 2) * zoom
-                    blocks.append((name, {"x": round((width / 2 - cx) * UNITS_PER_PIXEL),
-                                          "y": round((height / 2 - cy) * UNITS_PER_PIXEL), "z": 0}))
+                    blocks.append(
+                        (
+                            name,
+                            {
+                                "x": round((width / 2 - cx) * UNITS_PER_PIXEL),
+                                "y": round((height / 2 - cy) * UNITS_PER_PIXEL),
+                                "z": 0,
+                            },
+                        )
+                    )
             header = {
-                "iImageWidth": block, "iImageHeight": block,
-                "lXStepSize": block * zoom * UNITS_PER_PIXEL, "lYStepSize": block * zoom * UNITS_PER_PIXEL,
-                "lXStageRef": 0, "lYStageRef": 0, "lXOffset": 0, "lYOffset": 0, "tImageType": ".jpg",
+                "iImageWidth": block,
+                "iImageHeight": block,
+                "lXStepSize": block * zoom * UNITS_PER_PIXEL,
+                "lYStepSize": block * zoom * UNITS_PER_PIXEL,
+                "lXStageRef": 0,
+                "lYStageRef": 0,
+                "lXOffset": 0,
+                "lYOffset": 0,
+                "tImageType": ".jpg",
             }
             if k == 0:
                 header |= {
-                    "dMagnification": slide.magnification or 20, "tMPP": slide.mpp[0] if slide.mpp else 0.5,
-                    "iFinalImageQuality": quality, "iAnalysisImageCount": len(blocks), "iLayers": 1,
-                    "iLevels": count, "tDescription": (slide.description or "").replace("\r\n", "|"),
+                    "dMagnification": slide.magnification or 20,
+                    "tMPP": slide.mpp[0] if slide.mpp else 0.5,
+                    "iFinalImageQuality": quality,
+                    "iAnalysisImageCount": len(blocks),
+                    "iLayers": 1,
+                    "iLevels": count,
+                    "tDescription": (slide.description or "").replace("\r\n", "|"),
                     **_companions(slide, out),
                 }
                 final_blocks = blocks
@@ -116,8 +147,18 @@ def _serpentine(cols: int, rows: int) -> list[tuple[int, int]]:
 
 
 def _scanner_ini(
-    pixels_at: object, cols: int, rows: int, *, block: tuple[int, int], overlap: int, units: int,
-    left: int, top: int, prefix: str, out: Path, quality: int,
+    pixels_at: object,
+    cols: int,
+    rows: int,
+    *,
+    block: tuple[int, int],
+    overlap: int,
+    units: int,
+    left: int,
+    top: int,
+    prefix: str,
+    out: Path,
+    quality: int,
 ) -> tuple[dict[str, object], list[tuple[str, dict[str, object]]]]:
     """Blocks of one scanner INI; ``left``/``top`` are the stage coordinates of its canvas corner."""
     bw, bh = block
@@ -128,16 +169,31 @@ def _scanner_ini(
         (out / f"{name}.jpg").write_bytes(_jpeg(pixels_at(x, y, bw, bh), quality))  # type: ignore[operator]
         sections.append((name, {"x": left - (x + bw // 2) * units, "y": top - (y + bh // 2) * units, "z": 0}))
     header = {
-        "iImageWidth": bw, "iImageHeight": bh, "lXStepSize": bw * units, "lYStepSize": bh * units,
-        "lXStageRef": left, "lYStageRef": top, "lXOffset": 0, "lYOffset": 0,
-        "dMagnification": 40, "iAnalysisImageCount": len(sections), "tOperatorID": "", "iVersion": 2,
+        "iImageWidth": bw,
+        "iImageHeight": bh,
+        "lXStepSize": bw * units,
+        "lYStepSize": bh * units,
+        "lXStageRef": left,
+        "lYStageRef": top,
+        "lXOffset": 0,
+        "lYOffset": 0,
+        "dMagnification": 40,
+        "iAnalysisImageCount": len(sections),
+        "tOperatorID": "",
+        "iVersion": 2,
     }
     return header, sections
 
 
 def write_scanner_cws(
-    source: Path, out: Path, *, block: tuple[int, int] = (752, 480), overlap: int = 16,
-    overview_downsample: int = 8, overview_margin: int = 400, quality: int = 95,
+    source: Path,
+    out: Path,
+    *,
+    block: tuple[int, int] = (752, 480),
+    overlap: int = 16,
+    overview_downsample: int = 8,
+    overview_margin: int = 400,
+    quality: int = 95,
 ) -> Path:
     """Scanner-style: overlapping blocks over the whole source, white beyond it, and an overview.
 
@@ -160,8 +216,19 @@ def write_scanner_cws(
 
     cols = math.ceil((width - overlap) / (bw - overlap))
     rows = math.ceil((height - overlap) / (bh - overlap))
-    header, sections = _scanner_ini(level0, cols, rows, block=block, overlap=overlap, units=UNITS_PER_PIXEL,
-                                    left=origin_x, top=origin_y, prefix="Da", out=out, quality=quality)
+    header, sections = _scanner_ini(
+        level0,
+        cols,
+        rows,
+        block=block,
+        overlap=overlap,
+        units=UNITS_PER_PIXEL,
+        left=origin_x,
+        top=origin_y,
+        prefix="Da",
+        out=out,
+        quality=quality,
+    )
     (out / "FinalScan.INI").write_bytes(_ini(header, sections, crlf=True))
 
     ds, margin = overview_downsample, overview_margin
@@ -177,8 +244,18 @@ def write_scanner_cws(
 
     ocols = math.ceil((width + 2 * margin) / ds / bw)
     orows = math.ceil((height + 2 * margin) / ds / bh)
-    header, sections = _scanner_ini(overview, ocols, orows, block=block, overlap=0, units=UNITS_PER_PIXEL * ds,
-                                    left=origin_x + margin * UNITS_PER_PIXEL, top=origin_y + margin * UNITS_PER_PIXEL,
-                                    prefix="Ss", out=out, quality=quality)
+    header, sections = _scanner_ini(
+        overview,
+        ocols,
+        orows,
+        block=block,
+        overlap=0,
+        units=UNITS_PER_PIXEL * ds,
+        left=origin_x + margin * UNITS_PER_PIXEL,
+        top=origin_y + margin * UNITS_PER_PIXEL,
+        prefix="Ss",
+        out=out,
+        quality=quality,
+    )
     (out / "ScanSlide.INI").write_bytes(_ini(header, sections, crlf=True))
     return out

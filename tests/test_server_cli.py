@@ -104,8 +104,11 @@ def test_package_data_ships_every_viewer_file() -> None:
     patterns = config["tool"]["setuptools"]["package-data"]["composite"]
     files = [p.relative_to(REPO).as_posix() for p in (REPO / "web").rglob("*") if p.is_file()]
     assert "web/index.html" in files
-    missing = [f for f in files if not any(fnmatch.fnmatchcase(f, p) and "/" not in f[len(p.rsplit("/", 1)[0]) + 1 :]
-                                             for p in patterns)]
+    missing = [
+        f
+        for f in files
+        if not any(fnmatch.fnmatchcase(f, p) and "/" not in f[len(p.rsplit("/", 1)[0]) + 1 :] for p in patterns)
+    ]
     assert missing == []
 
 

@@ -142,8 +142,10 @@ def _assert_matches(
     shifted = np.abs(_centre(shot)[6:, 6:] - _centre(reference)[:-6, :-6])
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with open(ARTIFACTS / "metrics.txt", "a") as log:
-        log.write(f"{name}: mean {diff.mean():.2f} p99 {np.percentile(diff, 99):.1f} max {diff.max()}"
-                  f" (6-px shift: mean {shifted.mean():.2f})\n")
+        log.write(
+            f"{name}: mean {diff.mean():.2f} p99 {np.percentile(diff, 99):.1f} max {diff.max()}"
+            f" (6-px shift: mean {shifted.mean():.2f})\n"
+        )
     assert _centre(reference).std() > 20, f"{name}: the reference has no detail; pick another place"
     assert shifted.mean() > 3 * max(diff.mean(), 1.0), f"{name}: comparison not sensitive to position"
     assert diff.mean() <= mean and np.percentile(diff, 99) <= p99, (
