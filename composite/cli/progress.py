@@ -23,6 +23,9 @@ def progress_bar(*, quiet: bool = False, unit: str = "tile") -> Iterator[Progres
     def report(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
+            for finished in bars.values():  # stages run one after another: one line at a time
+                finished.close()
+            bars.clear()
             bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=False, dynamic_ncols=True)
         bar.update(done - bar.n)
 
