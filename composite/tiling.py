@@ -18,8 +18,8 @@ Re-encoded tiles come in **column stripes** (:func:`stripes`): top to bottom in 
 two target rows must stay decoded until the second is done; across the whole level that is
 width x tile height x 3 bytes (72 MB on a 100,000 px slide), in a stripe it is a constant few MB,
 so memory does not grow with the slide. Stripe edges fall on multiples of both tile widths where
-such a multiple is near ``STRIPE_PX`` (240 and 256: 7,680 px), so no source tile is decoded
-twice; otherwise the source column on a stripe edge is decoded once per stripe. Consumers place
+such a multiple is near ``STRIPE_PX`` (240 and 256: 7,680 px; 240 and 752: 11,280 px), so no
+source tile is decoded twice; otherwise the source column on a stripe edge is decoded once per stripe. Consumers place
 tiles by their (col, row), never by arrival order.
 
 Memory is bounded by one stripe's straddling source tiles plus a few tiles in flight.
@@ -247,10 +247,10 @@ STRIPE_PX = 8192
 
 def stripes(source: TileGrid, target: TileGrid, *, stripe_px: int = STRIPE_PX) -> list[range]:
     """The target columns of each stripe, left to right: about ``stripe_px`` wide, on a common
-    multiple of both tile widths when one is at most ``stripe_px`` (no source tile then spans two
+    multiple of both tile widths when one is at most twice that (no source tile then spans two
     stripes)."""
     period = math.lcm(source.tile_width, target.tile_width)
-    width = period * (stripe_px // period) if period <= stripe_px else stripe_px
+    width = period * max(1, stripe_px // period) if period <= 2 * stripe_px else stripe_px
     step = max(1, width // target.tile_width)
     return [range(col, min(col + step, target.cols)) for col in range(0, target.cols, step)]
 

@@ -66,8 +66,10 @@ def test_stripes_fall_on_common_multiples_of_the_tile_widths() -> None:
     aligned = stripes(source, TileGrid(40_000, 30_000, 256, 256), stripe_px=8192)
     assert [len(cols) for cols in aligned[:-1]] == [30] * 5  # 7,680 px = 32 source tiles
     assert sum(len(cols) for cols in aligned) == 157 and aligned[-1].stop == 157
-    # no multiple of 240 and 752 (11,280) fits in 8192 px: stripes of 10 blocks, edges re-decoded
-    assert {len(cols) for cols in stripes(source, TileGrid(40_000, 30_000, 752, 480))[:-1]} == {10}
+    # 240 and 752 meet at 11,280 px (15 blocks); 240 and 4096 only at 61,440 px, past 2 x 8192:
+    # stripes of 8192 px (2 tiles), the source column on each edge decoded twice
+    assert {len(cols) for cols in stripes(source, TileGrid(40_000, 30_000, 752, 480))[:-1]} == {15}
+    assert {len(cols) for cols in stripes(source, TileGrid(40_000, 30_000, 4096, 4096))[:-1]} == {2}
     assert stripes(source, TileGrid(500, 500, 256, 256)) == [range(0, 2)]
 
 
