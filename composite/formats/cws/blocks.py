@@ -19,7 +19,7 @@ from ... import codecs
 from ...codecs import RGBArray, TileEncoding
 from ...errors import TileReadError
 from ...geometry import Box, TileGrid
-from .placement import IntArray
+from .placement import IndexArray, IntArray
 
 CACHE_BYTES = 64 * 1024 * 1024  # decoded blocks kept for the neighbouring tiles that share them
 
@@ -43,7 +43,7 @@ class BlockGridReader:
     """A level whose blocks are its tiles: ``read_encoded`` is the block file, for copying."""
 
     def __init__(
-        self, cells: dict[tuple[int, int], int], directory: Path, names: list[str | None], quality: int | None
+        self, cells: IndexArray, directory: Path, names: list[str | None], quality: int | None
     ) -> None:
         self._cells = cells
         self._directory = directory
@@ -63,7 +63,7 @@ class BlockGridReader:
             return self._encoding
 
     def _probe(self) -> TileEncoding | None:
-        for index in sorted(self._cells.values()):
+        for index in np.sort(self._cells[self._cells >= 0]).tolist():
             name = self._names[index]
             if name is None:
                 continue
@@ -76,8 +76,9 @@ class BlockGridReader:
         return None
 
     def _path(self, col: int, row: int) -> Path | None:
-        index = self._cells.get((col, row))
-        name = None if index is None else self._names[index]
+        rows, cols = self._cells.shape
+        index = int(self._cells[row, col]) if 0 <= row < rows and 0 <= col < cols else -1
+        name = None if index < 0 else self._names[index]
         return None if name is None else self._directory / name
 
     def read_encoded(self, col: int, row: int) -> bytes | None:

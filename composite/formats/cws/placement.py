@@ -28,6 +28,7 @@ _MIN_UNITS_PER_PIXEL = 1 / 64
 _MAX_UNITS_PER_PIXEL = 65_536.0
 
 IntArray = NDArray[np.int64]
+IndexArray = NDArray[np.int32]
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,11 @@ def positions(ini: IniFile, geom: Geometry, frame: Frame) -> tuple[IntArray, Int
     return px, py
 
 
-def regular_grid(
-    px: IntArray, py: IntArray, geom: Geometry, width: int, height: int
-) -> dict[tuple[int, int], int] | None:
-    """(col, row) -> block index when the blocks tile the level without overlap, else None.
+def regular_grid(px: IntArray, py: IntArray, geom: Geometry, width: int, height: int) -> IndexArray | None:
+    """Block index at [row, col] (-1: no block) when the blocks tile the level without overlap, else None.
 
-    Blocks that start outside the level (cropped away by ``[Level0]``) are left out.
+    Blocks that start outside the level (cropped away by ``[Level0]``) are left out. An array,
+    not a dict: 4 bytes a cell keeps a 100,000-block level's index under half a megabyte.
     """
     if len(px) == 0 or (px < 0).any() or (py < 0).any():
         return None
@@ -144,10 +144,11 @@ def regular_grid(
         return None
     cols = px // geom.block_width
     rows = py // geom.block_height
-    inside = (px < width) & (py < height)
-    index = np.flatnonzero(inside)
-    cells = dict(zip(zip(cols[index].tolist(), rows[index].tolist(), strict=True), index.tolist(), strict=True))
-    if len(cells) != len(index):
+    inside = np.flatnonzero((px < width) & (py < height))
+    grid_cols, grid_rows = -(-width // geom.block_width), -(-height // geom.block_height)
+    cells = np.full((grid_rows, grid_cols), -1, np.int32)
+    cells[rows[inside], cols[inside]] = inside
+    if np.count_nonzero(cells >= 0) != len(inside):
         return None  # two blocks on one cell: compose them instead
     return cells
 
