@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +42,7 @@ class IniFile:
     """One parsed INI file: the header, the other non-block sections, and the blocks.
 
     Section and key names are lower-cased for lookup; ``header_names`` keeps the spelling of
-    each header key for properties. Blocks are parallel lists in file order.
+    each header key for properties. Blocks are parallel arrays in file order.
     """
 
     path: Path
@@ -49,9 +51,9 @@ class IniFile:
     header_names: dict[str, str] = field(default_factory=dict)
     sections: dict[str, dict[str, Value]] = field(default_factory=dict)
     block_names: list[str] = field(default_factory=list)
-    block_x: list[int] = field(default_factory=list)
-    block_y: list[int] = field(default_factory=list)
-    block_lines: list[int] = field(default_factory=list)
+    block_x: array[int] = field(default_factory=lambda: array("q"))
+    block_y: array[int] = field(default_factory=lambda: array("q"))
+    block_lines: array[int] = field(default_factory=lambda: array("q"))
 
     def error(self, line: int | None, message: str) -> FormatError:
         return FormatError(f"{where(self.path, line)}: {message}")
@@ -108,25 +110,29 @@ def parse_ini(path: Path) -> IniFile:
     if bad:
         line = text.count("\n", 0, bad.start()) + 1
         raise FormatError(f"{where(path, line)}: binary data (control character {bad.group()!r}), not an INI text file")
-    lines = text.split("\n")
-    ini = IniFile(path=path, line_count=len(lines) - (lines[-1] == ""))
-    _Parser(ini).run(lines)
+    ini = IniFile(path=path, line_count=text.count("\n") + 1 - (text == "" or text.endswith("\n")))
+    _Parser(ini).run(_lines(text))
     return ini
 
 
+def _lines(text: str) -> Iterator[str]:
+    """The lines of ``text`` one at a time (a list of them all would cost 60 bytes a line)."""
+    start = 0
+    while (end := text.find("\n", start)) >= 0:
+        yield text[start:end]
+        start = end + 1
+    yield text[start:]
+
+
 class _Parser:
-    """One pass over the lines, lean enough for 100,000-block files: a block section's x/y/z go
-    into flat lists, so no per-block objects are made besides the name."""
+    """One pass over the lines, lean enough for 100,000-block files: a block section's x/y and
+    line number go straight into flat arrays, so no per-block objects are kept besides its name."""
 
     def __init__(self, ini: IniFile) -> None:
         self.ini = ini
         self.seen: set[str] = set()
-        self.x_text: list[str] = []
-        self.y_text: list[str] = []
-        self.x_lines: list[int] = []
-        self.y_lines: list[int] = []
 
-    def run(self, lines: list[str]) -> None:
+    def run(self, lines: Iterable[str]) -> None:
         ini = self.ini
         name = ""
         start = 0
@@ -195,32 +201,26 @@ class _Parser:
             return
         if lower in self.seen:
             return  # a duplicate block section: the first one wins, as Windows INI readers do
+        if len(ini.block_names) >= MAX_BLOCKS:
+            raise LimitError(f"{where(ini.path, start)}: more than {MAX_BLOCKS} blocks")
         self.seen.add(lower)
         ini.block_names.append(name)
         ini.block_lines.append(start)
-        self.x_text.append(x[0])
-        self.x_lines.append(x[1])
-        self.y_text.append(y[0])
-        self.y_lines.append(y[1])
+        ini.block_x.append(_int_coordinate(ini, x, "x"))
+        ini.block_y.append(_int_coordinate(ini, y, "y"))
 
     def close(self) -> None:
         ini = self.ini
-        if len(ini.block_names) > MAX_BLOCKS:
-            raise LimitError(f"{where(ini.path, ini.block_lines[MAX_BLOCKS])}: more than {MAX_BLOCKS} blocks")
+        self.seen.clear()
         if _UNSAFE_NAME.search("\n".join(ini.block_names)):
             for name, line in zip(ini.block_names, ini.block_lines, strict=True):
                 if _UNSAFE_NAME.search(name):
                     raise UnsafePathError(f"{where(ini.path, line)}: block name {name[:60]!r} is not a plain file name")
-        ini.block_x = _coordinates(ini, self.x_text, self.x_lines, "x")
-        ini.block_y = _coordinates(ini, self.y_text, self.y_lines, "y")
 
 
-def _coordinates(ini: IniFile, texts: list[str], lines: list[int], key: str) -> list[int]:
+def _int_coordinate(ini: IniFile, item: tuple[str, int], key: str) -> int:
     try:
-        coords = [int(text) for text in texts]
-    except ValueError:  # find the bad line, or accept "12.0"
-        coords = [_coordinate(ini, Value(text, line), key) for text, line in zip(texts, lines, strict=True)]
-    if coords and (max(coords) > STAGE_LIMIT or min(coords) < -STAGE_LIMIT):
-        for text, line in zip(texts, lines, strict=True):
-            _coordinate(ini, Value(text, line), key)  # raises at the first line out of range
-    return coords
+        value = int(item[0])
+    except ValueError:  # report the bad line, or accept "12.0"
+        return _coordinate(ini, Value(*item), key)
+    return value if -STAGE_LIMIT <= value <= STAGE_LIMIT else _coordinate(ini, Value(*item), key)
