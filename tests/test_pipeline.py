@@ -181,3 +181,19 @@ def test_output_format_by_name_and_option(tmp_path: Path) -> None:
         output_format(Path("a.svs"), "bmp")
     with pytest.raises(ValueError, match="compression"):
         WriteOptions(compression="gif")
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "factor"), [(48, 64, 4), (49, 61, 4), (25, 10, 2), (7, 5, 16), (40, 40, 20), (3, 2, 4)]
+)
+def test_box_downsample_is_the_rounded_mean_of_each_block(height: int, width: int, factor: int) -> None:
+    """Whole and ragged edge blocks, 16-bit and 32-bit accumulators, against a per-block mean."""
+    pixels = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    out = box_downsample(pixels, factor)
+    assert out.shape == (-(-height // factor), -(-width // factor), 3)
+    for row in range(out.shape[0]):
+        for col in range(out.shape[1]):
+            block = pixels[row * factor : (row + 1) * factor, col * factor : (col + 1) * factor].reshape(-1, 3)
+            expected = (block.astype(np.int64).sum(axis=0) + len(block) // 2) // len(block)
+            assert out[row, col].tolist() == expected.tolist(), (row, col)
+    assert (box_downsample(np.full((64, 64, 3), 255, np.uint8), 16) == 255).all()  # no 16-bit overflow
