@@ -59,8 +59,15 @@ class TiffTileReader:
         self._fd = fd
         self._page = page
         self._path = path
-        self._offsets = page.dataoffsets
-        self._counts = page.databytecounts
+        # tifffile keeps these as tuples of Python ints, 36 bytes a tile (10 MB for a 100k slide's
+        # level 0): hold them as arrays and hand tifffile the same arrays, so the tuples are freed.
+        self._offsets = np.asarray(page.dataoffsets, np.uint64)
+        self._counts = np.asarray(page.databytecounts, np.uint64)
+        page.dataoffsets, page.databytecounts = self._offsets, self._counts
+        for name, values in (("Offsets", self._offsets), ("ByteCounts", self._counts)):
+            tag = page.tags.get(("Tile" if page.is_tiled else "Strip") + name)
+            if tag is not None:
+                tag.value = values
         self._cols = -(-page.imagewidth // page.tilewidth) if page.is_tiled else 1
         self._rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
         compression = _COMPRESSIONS.get(int(page.compression), "other")
