@@ -5,17 +5,17 @@
 when the slide has another level (a slide under 4096 px wide gets a thumbnail upscaled from
 level 1), so copying a slide's level 0 never decodes it. ``Label.jpg``/``Macro.jpg`` copy the
 source's label and macro: a JPEG is copied as a standalone JPEG (tables merged, Adobe marker for
-RGB), anything else (Aperio's LZW label) is encoded. Thumbnail and Ss1 are read a few strips
-at a time (on two threads) and encoded strip by strip (:class:`~composite.codecs.JpegStripWriter`),
-so memory holds a few strips, whatever the slide's size; nothing is read back from the directory.
+RGB), anything else (Aperio's LZW label) is encoded. Thumbnail and Ss1 are read a strip at a
+time (its pieces on two threads) and encoded strip by strip (:class:`~composite.codecs.JpegStripWriter`),
+so memory holds about two strips of the image written (at most 8192 px wide); nothing is read back
+from the directory.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from ...resample import box_downsample, resize
 THUMB_WIDTH = 1024
 SS1_DOWNSAMPLE = 16
 SS1_MAX = 8192
-CHUNK = 4096  # px of a level read at once across, when scaling it down
+CHUNK = 2048  # px of a level read at once across, when scaling it down
 WORKERS = 2  # strips of a level read and reduced at once
 _COMPANION_QUALITY = 90
 
@@ -44,54 +44,52 @@ def _source_level(levels: list[Level], size: tuple[int, int]) -> Level:
 
 
 def _reduced(level: Level, size: tuple[int, int]) -> Iterator[RGBArray]:
-    """``level`` scaled to ``size``, as consecutive row strips. The level is read in strips of
-    about one tile row, WORKERS strips at a time on a thread pool, each in pieces of CHUNK px
-    across, so memory holds a few strips, never the image."""
+    """``level`` scaled to ``size``, as consecutive row strips. The level is read one strip of
+    about a tile row at a time, in pieces of about CHUNK px across reduced on WORKERS threads into
+    the strip, so memory holds one strip and a few pieces, never the image."""
     width, height = size
     factor = max(1, min(level.width // width, level.height // height))
     rows = max(factor, level.grid.tile_height // factor * factor)
-    chunk = max(factor, CHUNK // factor * factor)
-
-    def reduce(y: int) -> RGBArray:
-        strip_rows = min(rows, level.height - y)
-        pieces = [
-            box_downsample(level.read_region(x, y, min(chunk, level.width - x), strip_rows), factor)
-            for x in range(0, level.width, chunk)
-        ]
-        return np.concatenate(pieces, axis=1)
-
+    # Pieces on a common multiple of the factor and the tile width, when small enough: no
+    # source tile is then decoded for two pieces.
+    period = math.lcm(factor, level.grid.tile_width)
+    chunk = period * max(1, CHUNK // period) if period <= CHUNK else max(factor, CHUNK // factor * factor)
+    reduced_width = -(-level.width // factor)
     done = 0
-
-    def scaled(y: int, future: Future[RGBArray]) -> Iterator[RGBArray]:
-        nonlocal done
-        end = round(min(y + rows, level.height) * height / level.height)
-        if end > done:
-            yield resize(future.result(), (width, end - done))
-            done = end
-
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="composite-companions") as pool:
-        pending: deque[tuple[int, Future[RGBArray]]] = deque()
         for y in range(0, level.height, rows):
-            pending.append((y, pool.submit(reduce, y)))
-            if len(pending) > WORKERS:
-                yield from scaled(*pending.popleft())
-        while pending:
-            yield from scaled(*pending.popleft())
+            strip_rows = min(rows, level.height - y)
+            strip = np.empty((-(-strip_rows // factor), reduced_width, 3), np.uint8)
+
+            def reduce(x: int, y: int = y, strip_rows: int = strip_rows, strip: RGBArray = strip) -> None:
+                piece = box_downsample(level.read_region(x, y, min(chunk, level.width - x), strip_rows), factor)
+                strip[:, x // factor : x // factor + piece.shape[1]] = piece
+
+            list(pool.map(reduce, range(0, level.width, chunk)))
+            end = round((y + strip_rows) * height / level.height)
+            if end > done:
+                yield resize(strip, (width, end - done))
+                done = end
 
 
 def _restripped(strips: Iterator[RGBArray], rows: int) -> Iterator[RGBArray]:
-    """The same pixels as strips of exactly ``rows`` rows (the last one fewer)."""
-    held: list[RGBArray] = []
+    """The same pixels as strips of exactly ``rows`` rows (the last one fewer), gathered in one
+    buffer: each strip yielded is overwritten once the next is asked for."""
+    buffer: RGBArray | None = None
     count = 0
     for strip in strips:
-        held.append(strip)
-        count += strip.shape[0]
-        while count >= rows:
-            whole = np.concatenate(held) if len(held) > 1 else held[0]
-            yield whole[:rows]
-            held, count = ([whole[rows:]], count - rows) if count > rows else ([], 0)
-    if count:
-        yield np.concatenate(held)
+        if buffer is None:
+            buffer = np.empty((rows, *strip.shape[1:]), np.uint8)
+        taken = 0
+        while taken < strip.shape[0]:
+            step = min(rows - count, strip.shape[0] - taken)
+            buffer[count : count + step] = strip[taken : taken + step]
+            count, taken = count + step, taken + step
+            if count == rows:
+                yield buffer
+                count = 0
+    if count and buffer is not None:
+        yield buffer[:count]
 
 
 def _write_scaled(levels: list[Level], size: tuple[int, int], path: Path, *, quality: int) -> None:
