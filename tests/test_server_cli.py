@@ -136,3 +136,15 @@ def test_a_dead_worker_stops_the_server(root: Path) -> None:
         assert _get(url + "api/slides")[0] == 200
         os.kill(_children(process.pid)[0], signal.SIGKILL)
         assert process.wait(timeout=15) == 1
+
+
+def test_other_commands_do_not_load_the_server() -> None:
+    """aiohttp (about 20 MB resident) is imported only by ``serve``: conversions, whose memory the
+    benchmarks measure, do not carry it. The CLI's --cache-mb default is the server's."""
+    code = "import sys; from composite.cli import build_parser; build_parser(); print('aiohttp' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.strip() == "False"
+    from composite.cli.serve import CACHE_MB
+    from composite.server.files import FILE_CACHE_BYTES
+
+    assert CACHE_MB << 20 == FILE_CACHE_BYTES

@@ -14,10 +14,11 @@ import argparse
 import sys
 from typing import Any
 
-from ..server import create_handler
-from ..server.files import FILE_CACHE_BYTES
-from ..server.run import listen, serve
 from .args import int_in
+
+# The server's default (composite.server.files.FILE_CACHE_BYTES; a test keeps the two equal). The
+# server and aiohttp are imported only when serving: 20 MB that no other command should carry.
+CACHE_MB = 64
 
 
 def register(subparsers: Any) -> None:
@@ -30,9 +31,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache-mb",
         type=int_in(0, 1 << 20, "--cache-mb"),
-        default=FILE_CACHE_BYTES >> 20,
+        default=CACHE_MB,
         metavar="MB",
-        help=f"memory per worker for small files served again (default {FILE_CACHE_BYTES >> 20}; 0 reads every time)",
+        help=f"memory per worker for small files served again (default {CACHE_MB}; 0 reads every time)",
     )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument(
@@ -46,6 +47,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..server import create_handler
+    from ..server.run import listen, serve
+
     create_handler(args.root, cors=args.cors, cache_bytes=0)  # a bad ROOT is reported before anything listens
     sock = listen(args.host, args.port)
     host, port = sock.getsockname()[:2]
