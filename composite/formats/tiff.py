@@ -63,7 +63,7 @@ class TiffTileReader:
         # level 0): hold them as arrays and hand tifffile the same arrays, so the tuples are freed.
         self._offsets = np.asarray(page.dataoffsets, np.uint64)
         self._counts = np.asarray(page.databytecounts, np.uint64)
-        page.dataoffsets, page.databytecounts = self._offsets, self._counts
+        page.dataoffsets, page.databytecounts = self._offsets, self._counts  # type: ignore[assignment]
         for name, values in (("Offsets", self._offsets), ("ByteCounts", self._counts)):
             tag = page.tags.get(("Tile" if page.is_tiled else "Strip") + name)
             if tag is not None:
