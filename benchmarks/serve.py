@@ -8,8 +8,9 @@ same machine load. The load generator is wrk (Debian package ``wrk``) when insta
 bounded aiohttp client in its own process. Prints req/s, p50/p99 latency and error counts for
 each server and the ratio ours/nginx; writes the numbers to benchmarks/results/serve-*.json.
 
-Both servers get the same number of worker processes (``--workers``, default 1): ours runs one
-event loop per process (``wsi-composite serve --workers N``), nginx ``worker_processes N``.
+Both servers get the same number of worker processes (``--workers``, default one per CPU core, as
+each runs by default): ours runs one event loop per process (``wsi-composite serve --workers N``),
+nginx ``worker_processes N``.
 Both run without an access log (nginx ``access_log off``, ours ``--quiet``). The load average
 at the start and the end is printed and recorded: nginx's rate is bounded by the load
 generator, so it moves with whatever else the machine is doing — compare runs made together.
@@ -36,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
+from composite.cli.serve import default_workers  # noqa: E402
 from composite.convert import convert  # noqa: E402
 from composite.synthetic import write_synthetic_slide  # noqa: E402
 from tests.http_servers import composite_server, cpu_seconds, load, nginx_server  # noqa: E402
@@ -129,7 +131,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes for both servers")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help=f"worker processes for both servers (default: one per CPU core, {default_workers()} here)",
+    )
     parser.add_argument("--cache-mb", type=int, help="our server's --cache-mb (default: its default)")
     args = parser.parse_args()
 

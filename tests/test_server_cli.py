@@ -148,3 +148,31 @@ def test_other_commands_do_not_load_the_server() -> None:
     from composite.server.files import FILE_CACHE_BYTES
 
     assert CACHE_MB << 20 == FILE_CACHE_BYTES
+
+
+def test_default_is_one_worker_per_core(root: Path) -> None:
+    from composite.cli.serve import default_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers() == cores
+    with composite_server(root, "--quiet") as (url, process):
+        assert _get(url + "api/slides")[0] == 200
+        # One worker runs in the process itself; more are forked children.
+        assert len(_children(process.pid)) == (cores if cores > 1 else 0)
+
+
+def test_malformed_requests_get_400_and_no_traceback(root: Path, tmp_path: Path) -> None:
+    log = tmp_path / "stderr.txt"
+    malformed = [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n", b"GET /\xff HTTP/1.1\r\n\r\n"]
+    with composite_server(root, "--workers", "1", log=log) as (url, process):
+        port = int(url.rsplit(":", 1)[1].strip("/"))
+        for request in malformed:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.sendall(request)
+                assert conn.recv(64).split(b"\r\n")[0].endswith(b" 400 Bad Request")
+        assert _get(url + "api/slides")[0] == 200  # still serving
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    stderr = log.read_text()
+    assert "Traceback" not in stderr and "Error handling request" not in stderr
+    assert stderr.count('" 400 ') == len(malformed)

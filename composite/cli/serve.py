@@ -4,17 +4,26 @@ Prints the viewer URL once listening (the real port when ``--port 0``), logs eac
 stderr (in batches, :mod:`composite.server.accesslog`; ``--quiet`` turns it off) and stops
 cleanly on SIGINT or SIGTERM: the listening socket closes, requests in flight get
 ``--shutdown-timeout`` seconds to finish.
-``--workers N`` runs N processes on the one socket (blocks are served N times as fast when there
-are cores for them).
+``--workers N`` runs N processes on the one socket (default: one per CPU core, as nginx's
+``worker_processes auto``; blocks are served about N times as fast when there are cores for them).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from .args import int_in
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on (nginx's ``worker_processes auto``); 1 without fork."""
+    if not hasattr(os, "fork"):
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
 
 # The server's default (composite.server.files.FILE_CACHE_BYTES; a test keeps the two equal). The
 # server and aiohttp are imported only when serving: 20 MB that no other command should carry.
@@ -27,7 +36,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--cors", metavar="ORIGIN", help="send CORS headers allowing ORIGIN (or *)")
-    parser.add_argument("--workers", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int_in(1, 1024, "--workers"),
+        metavar="N",
+        help=f"worker processes (default: one per CPU core, {default_workers()} here)",
+    )
     parser.add_argument(
         "--cache-mb",
         type=int_in(0, 1 << 20, "--cache-mb"),
@@ -58,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     status = serve(
         lambda: create_handler(args.root, cors=args.cors, cache_bytes=args.cache_mb << 20),
         sock,
-        workers=max(1, args.workers),
+        workers=args.workers or default_workers(),
         access_log=None if args.quiet else sys.stderr,
         shutdown_timeout=args.shutdown_timeout,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -25,12 +26,27 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TextIO
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ..errors import CompositeError
 from . import Handler
 from .accesslog import PLACEHOLDER_LOGGER, AccessLog
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _NoMalformedRequests(logging.Filter):
+    """Drops aiohttp's report of a request it could not parse: the client got its 400 and the
+    access log has the line; a traceback on stderr for someone else's bad bytes helps nobody.
+    Errors in our own handling still reach stderr with their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, HttpProcessingError)
+
+
+ERROR_LOG = logging.getLogger("composite.server")
+ERROR_LOG.addFilter(_NoMalformedRequests())
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -57,9 +73,11 @@ async def _run_handler(
 ) -> None:
     log = AccessLog(access_log) if access_log is not None else None
     if log is None:
-        server = web.Server(handler, access_log=None)
+        server = web.Server(handler, access_log=None, logger=ERROR_LOG)
     else:
-        server = web.Server(handler, access_log_class=log.logger_class(), access_log=PLACEHOLDER_LOGGER)
+        server = web.Server(
+            handler, access_log_class=log.logger_class(), access_log=PLACEHOLDER_LOGGER, logger=ERROR_LOG
+        )
     runner = web.ServerRunner(server, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     stop = asyncio.Event()
