@@ -106,7 +106,9 @@ class _DownsampleReader:
         # Parent strips of about one parent tile row, a multiple of f high so box blocks never
         # straddle two strips; each strip is reduced per target tile column (bounded temporaries).
         strip = max(f, parent.grid.tile_height // f * f)
-        if self._pool is None:
+        # Threads only for a parent wide enough to keep them busy: for a few tiles a row (the
+        # last levels) they cost more, in time and in per-thread malloc arenas, than they save.
+        if self._pool is None and parent.grid.cols > 2 * self._workers:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="composite-pyramid")
         pool = self._pool
         if self._band is None or row < self._band_next_row:
@@ -124,12 +126,17 @@ class _DownsampleReader:
                 oy = (sy - py0) // f
                 out[oy : oy + small.shape[0], box.x : box.x + small.shape[1]] = small
 
-            list(pool.map(reduce, range(grid.cols)))
+            list(pool.map(reduce, range(grid.cols)) if pool is not None else map(reduce, range(grid.cols)))
         self._band_next_row = row + 1
         for col in range(grid.cols):
             box = grid.tile_box(col, row)
             self._spool.put(col, row, out[:, box.x : box.right])
         self.computed_rows += 1
+        if row == grid.rows - 1:  # the last row: the parent's tiles and the threads are done with
+            self._band = None
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
     def close(self) -> None:
         with self._lock:

@@ -56,7 +56,14 @@ def listing(directory: Path) -> dict[str, str]:
 def sniff(path: Path) -> bool:
     if path.is_file():
         return path.name.lower() in KNOWN_INI
-    return path.is_dir() and any(name in KNOWN_INI for name in listing(path))
+    if not path.is_dir():
+        return False
+    # Stop at the first INI: a large slide's directory holds a hundred thousand block files.
+    try:
+        with os.scandir(path) as entries:
+            return any(entry.name.lower() in KNOWN_INI for entry in entries)
+    except OSError:
+        return False
 
 
 def _plain_name(ini: IniFile, value: Value) -> str:
