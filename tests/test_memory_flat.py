@@ -18,7 +18,9 @@ import pytest
 from composite.synthetic import write_synthetic_slide
 
 SMALL, LARGE = 4_000, 16_000  # 16x the pixels; a row of tiles is 4x as wide
-RATIO, SLACK_MB = 1.2, 40.0
+# Measured 2026-11-28: 52 -> 58, 54 -> 61 and 65 -> 68 MB. Holding full-width tile rows instead of
+# stripes would add about 25 MB at LARGE, more than the allowance.
+RATIO, SLACK_MB = 1.2, 8.0
 
 # Runs the CLI in-process and prints the peak resident set of this process alone.
 _CHILD = """
@@ -74,6 +76,7 @@ def test_peak_memory_flat_across_slide_sizes(name: str, slides: dict[int, Path],
     small = _peak_mb(slides[SMALL], tmp_path / f"small{suffix}", target, options)
     large = _peak_mb(slides[LARGE], tmp_path / f"large{suffix}", target, options)
     assert small > 0
+    print(f"{name}: {small:.1f} MB at {SMALL} px, {large:.1f} MB at {LARGE} px")
     assert large <= small * RATIO + SLACK_MB, (
         f"{name}: peak RSS {large:.0f} MB at {LARGE} px vs {small:.0f} MB at {SMALL} px "
         f"(allowed {small * RATIO + SLACK_MB:.0f} MB)"
