@@ -130,6 +130,13 @@ JOBS = (
         _cws_to_svs("--tile-size", "256", "--quality", "80"),
         ("7",),
     ),
+    # 4y writes what job 7's tiffsave writes (YCbCr 4:2:0), like 2y and 6y.
+    Job(
+        "4y",
+        "ours: CWS 752x480 -> SVS 256 Q80 YCbCr",
+        _cws_to_svs("--tile-size", "256", "--quality", "80", "--ycbcr"),
+        ("7",),
+    ),
     Job(
         "5", "libvips (pip) tiffsave 256 Q80 pyramid", lambda c, o: c.pip_vips("tiffsave", c.svs, o.with_suffix(".tif"))
     ),
