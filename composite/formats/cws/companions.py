@@ -29,7 +29,7 @@ THUMB_WIDTH = 1024
 SS1_DOWNSAMPLE = 16
 SS1_MAX = 8192
 CHUNK = 2048  # px of a level read at once across, when scaling it down
-WORKERS = 2  # strips of a level read and reduced at once
+WORKERS = 2  # pieces of a strip read and reduced at once
 _COMPANION_QUALITY = 90
 
 
