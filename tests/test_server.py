@@ -18,8 +18,7 @@ import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-import composite.server
-from composite.server import create_app, files, web_directory
+from composite.server import create_app, web_directory
 from tests.cws_fixtures import write_levels_cws, write_scanner_cws
 
 pytestmark = pytest.mark.asyncio
@@ -49,27 +48,6 @@ def tree(tmp_path: Path, slides: Path) -> Path:
 @pytest_asyncio.fixture
 async def client(aiohttp_client: ClientFactory, tree: Path) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(tree))
-
-
-class Clock:
-    """Stands in for the server's clock: time moves only when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def next_check(self) -> None:
-        """Move past the second in which the server trusts its last path check of a block."""
-        self.now += files.RECHECK_SECONDS
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    fake = Clock()
-    monkeypatch.setattr(files, "_clock", fake)
-    return fake
 
 
 BLOCK = "/slides/cases/ours/Da5.jpg"
@@ -401,9 +379,7 @@ async def test_large_files_follow_the_same_rules(client: TestClient[Any, Any], t
     assert head.status == 200 and head.headers["Content-Length"] == str(len(data)) and await head.read() == b""
 
 
-async def test_rewritten_blocks_are_not_served_from_memory(
-    client: TestClient[Any, Any], tree: Path, clock: Clock
-) -> None:
+async def test_rewritten_blocks_are_not_served_from_memory(client: TestClient[Any, Any], tree: Path) -> None:
     path = tree / "cases/ours/Da5.jpg"
     original = path.read_bytes()
     assert await (await client.get(BLOCK)).read() == original  # now cached
@@ -411,58 +387,21 @@ async def test_rewritten_blocks_are_not_served_from_memory(
     changed = bytes(b ^ 0xFF for b in original)  # same size
     path.write_bytes(changed)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    clock.next_check()
     assert await (await client.get(BLOCK)).read() == changed
     replacement = path.with_name("new.jpg")  # same size and mtime, another inode, renamed over it
     replacement.write_bytes(original)
     os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
     os.replace(replacement, path)
-    clock.next_check()
     assert await (await client.get(BLOCK)).read() == original
 
 
-async def test_a_block_checked_this_second_is_not_checked_again(
-    client: TestClient[Any, Any], tree: Path, clock: Clock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Path check and stat stand for a second (nginx's open_file_cache): repeated plain fetches
-    skip resolve; a conditional fetch, a new second or a changed file go through it again."""
-    resolved: list[str] = []
-    real_resolve = composite.server.resolve
-
-    def counting(base: str, tail: str) -> Any:
-        resolved.append(tail)
-        return real_resolve(base, tail)
-
-    monkeypatch.setattr(composite.server, "resolve", counting)
-    expected = (tree / "cases/ours/Da5.jpg").read_bytes()
-    first = await client.get(BLOCK)
-    assert await first.read() == expected and len(resolved) == 1  # the second's first fetch: checked
-    for _ in range(3):
-        again = await client.get(BLOCK)
-        assert again.status == 200 and await again.read() == expected
-        assert {k: again.headers[k] for k in ("ETag", "Last-Modified", "Cache-Control", "Content-Type")} == {
-            k: first.headers[k] for k in ("ETag", "Last-Modified", "Cache-Control", "Content-Type")
-        }
-    assert len(resolved) == 1
-    assert (await client.get(BLOCK, headers={"If-None-Match": first.headers["ETag"]})).status == 304
-    assert len(resolved) == 2
-    (tree / "cases/ours/Da5.jpg").unlink()
-    clock.next_check()
-    assert (await client.get(BLOCK)).status == 404
-    assert len(resolved) == 3
-
-
-async def test_directory_swapped_for_a_symlink_out_of_root_is_caught(
-    client: TestClient[Any, Any], tree: Path, clock: Clock
-) -> None:
+async def test_directory_swapped_for_a_symlink_out_of_root_is_caught(client: TestClient[Any, Any], tree: Path) -> None:
     """A block served (and kept in memory) once is refused when its directory becomes a symlink
     leading outside ROOT, even though the file behind the path is the very same inode."""
-    assert (await client.get(BLOCK)).status == 200
     assert (await client.get(BLOCK)).status == 200
     moved = tree.parent / "moved-out"
     os.rename(tree / "cases/ours", moved)
     (tree / "cases/ours").symlink_to(moved, target_is_directory=True)
-    clock.next_check()
     response = await client.get(BLOCK)
     assert response.status == 404
     assert (await client.get(INI)).status == 404

@@ -123,14 +123,10 @@ class _Site:
         # the decoding is _tail's, so that an encoded slash still reaches the path checks.
         path = request.rel_url.path_safe
         if path.startswith(SLIDES):
-            tail = path[len(SLIDES) :]
-            recent = self._slides.recent(request, tail)
-            if recent is not None:
-                return recent
-            found = resolve(self._root, _tail(tail))
+            found = resolve(self._root, _tail(path[len(SLIDES) :]))
             if found is None:
                 raise web.HTTPNotFound()
-            return await self._slides.send(request, *found, tail=tail)
+            return await self._slides.send(request, *found)
         if path == "/api/slides":
             return await self._api_slides(request)
         found = resolve(self._web, _tail(path[1:]) or "index.html")

@@ -9,9 +9,7 @@ client cannot probe what exists outside the tree.
 Small files (blocks are a few tens of kB) are read in one go on the event loop — a local read of
 that size costs less than handing it to a thread — and kept with their response headers
 (:mod:`composite.server.memory`, 64 MB by default) while their inode, device, mtime and size stay
-the same, so a block asked for again costs the lstat calls of the path check and a dict lookup,
-and within a second of its last check only the dict lookups (:meth:`FileSender.recent`, like
-nginx's open_file_cache: a replaced or removed file is noticed within a second);
+the same, so a block asked for again costs the lstat calls of the path check and a dict lookup;
 larger files are streamed in chunks read on a worker thread. Both follow the same rules: ETag
 ``"<mtime_ns>-<size>"`` (aiohttp's format), Last-Modified rounded up to the second, 304/412 on
 conditional requests, one byte range per request. Text files (INI, HTML, JS, CSS, JSON) are
@@ -28,7 +26,6 @@ import gzip
 import os
 import re
 import stat
-import time
 from pathlib import Path
 
 from aiohttp import hdrs, web
@@ -64,8 +61,6 @@ FILE_CACHE_BYTES = 64 * 1024 * 1024
 CHUNK = 256 * 1024
 GZIP_MAX_FILE = 64 * 1024 * 1024
 GZIP_CACHE_BYTES = 64 * 1024 * 1024
-RECHECK_SECONDS = 1.0  # how long a block's path check and stat stand (nginx: open_file_cache_valid)
-_clock = time.monotonic  # the tests move time forward by replacing it
 _SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 # Refused anywhere in a URL tail: a leading or doubled slash, a segment starting with a dot
 # (hidden names, "." and ".."), an empty last segment, backslashes, NUL, a drive letter.
@@ -184,49 +179,17 @@ class FileSender:
         self._immutable = immutable
         self._gzip = ByteCache(GZIP_CACHE_BYTES)
         self._blocks = BlockCache(cache_bytes)
-        # URL tail -> (real path, validator) of blocks answered from memory in the current
-        # second (see recent); emptied when the second changes, so it holds one second's URLs.
-        self._checked: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
-        self._checked_second = 0
 
     def cache_control(self, suffix: str) -> str:
         return CACHE_IMMUTABLE if suffix in self._immutable else self._cache_control
 
-    def recent(self, request: web.BaseRequest, tail: str) -> web.Response | None:
-        """The block at URL ``tail`` when it was checked and answered from memory this second.
-
-        Like nginx's ``open_file_cache``, a block's path check and stat stand for a moment
-        (:data:`RECHECK_SECONDS` at most) instead of costing several ``lstat`` calls on every
-        fetch: a file replaced or removed is noticed within a second. Only plain fetches qualify;
-        None sends the request through :func:`resolve` and :meth:`send`.
-        """
-        second = int(_clock() / RECHECK_SECONDS)
-        if second != self._checked_second:
-            self._checked.clear()
-            self._checked_second = second
-            return None
-        checked = self._checked.get(tail)
-        if checked is None or _has_conditions(request.headers):
-            return None
-        block = self._blocks.get(checked[0])
-        if block is None or block.validator != checked[1]:
-            return None
-        return web.Response(body=block.body, headers=block.headers)
-
-    async def send(
-        self, request: web.BaseRequest, path: str, st: os.stat_result, *, tail: str | None = None
-    ) -> web.StreamResponse:
-        """Answer for the file ``path`` whose stat :func:`resolve` gave (nothing is read for a 304).
-
-        ``tail``, the URL tail that resolved to ``path``, lets :meth:`recent` answer its next
-        fetches within the second without resolving it again.
-        """
+    async def send(self, request: web.BaseRequest, path: str, st: os.stat_result) -> web.StreamResponse:
+        """Answer for the file ``path`` whose stat :func:`resolve` gave (nothing is read for a 304)."""
         # The common case first, a block fetched without conditions: from memory it costs a dict
         # lookup and a comparison with the stat resolve has just taken.
         if not _has_conditions(request.headers):
-            current = (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size)
             block = self._blocks.get(path)
-            if block is not None and block.validator != current:
+            if block is not None and block.validator != (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size):
                 block = None
             if block is None:
                 suffix = suffix_of(path)
@@ -236,8 +199,6 @@ class FileSender:
                     except OSError:
                         raise web.HTTPNotFound() from None
             if block is not None and block.plain:
-                if tail is not None and block.validator == current:
-                    self._checked[tail] = (path, current)
                 return web.Response(body=block.body, headers=block.headers)
         return await self._send(request, path, st)
 
