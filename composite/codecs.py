@@ -47,11 +47,12 @@ class TileEncoding:
     quality: int | None = None
 
 
-def iter_jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """Yield (marker, start, end) of each marker segment before the scan data (SOS included)."""
+def iter_jpeg_segments(data: bytes, start: int = 2) -> Iterator[tuple[int, int, int]]:
+    """Yield (marker, start, end) of each marker segment before the scan data (SOS included),
+    from byte ``start`` (after SOI, or where a scan's entropy-coded data ends)."""
     if not data.startswith(SOI):
         raise ValueError("not a JPEG stream (no SOI marker)")
-    pos = 2
+    pos = start
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
             raise ValueError(f"JPEG marker expected at byte {pos}")

@@ -156,7 +156,8 @@ class Slide:
     The API mirrors openslide-python's ``OpenSlide`` so existing scripts port by changing the
     import; pixels come back as RGB uint8 ndarrays instead of RGBA PIL images. ``focal_planes``
     maps a plane name (``"u1"``, ``"d2"``, ``"z-1.5"``) to that plane's levels, for formats with
-    Z stacks; ``levels`` is the nominal plane.
+    Z stacks; ``levels`` is the nominal plane. ``title`` is the name writers give the slide
+    (CWS ``tWebSlideTitle``, the OME-XML image name, an ACI header); None: the source file's name.
     """
 
     format: str
@@ -169,6 +170,7 @@ class Slide:
     description: str | None = None
     focal_planes: dict[str, list[Level]] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    title: str | None = None
 
     def __post_init__(self) -> None:
         if not self.levels:

@@ -36,7 +36,7 @@ from ..progress import ProgressCallback, no_progress
 from ..registry import open_slide
 from ..resample import level_thumbnail
 from ..tiling import pad_tile
-from .scrub import scrub_description, scrub_properties
+from .scrub import scrub_description, scrub_properties, scrubbed_image, scrubbed_levels
 
 _QUALITY_IN_DESCRIPTION = re.compile(r"\bQ=(\d{1,3})\b")
 DEFAULT_QUALITY = 90
@@ -187,13 +187,15 @@ def redacted_slide(slide: Slide, plan: RedactPlan) -> Slide:
             )
         boxes.append(clipped)
     quality = _source_quality(slide)
-    levels = _redact_levels(slide, slide.levels, boxes, quality)
-    planes = {name: _redact_levels(slide, lv, boxes, quality) for name, lv in slide.focal_planes.items()}
+    # scrubbed: every copied tile loses its text segments before a box or a writer sees it
+    kept = scrubbed_levels if plan.scrub else list
+    levels = _redact_levels(slide, kept(slide.levels), boxes, quality)
+    planes = {name: _redact_levels(slide, kept(lv), boxes, quality) for name, lv in slide.focal_planes.items()}
     associated: dict[str, AssociatedImage] = {}
     for name, image in slide.associated.items():
         if (name == "label" and plan.drop_label) or (name == "macro" and plan.drop_macro) or name == "thumbnail":
             continue
-        associated[name] = image
+        associated[name] = scrubbed_image(image) if plan.scrub else image
     description = scrub_description(slide.description) if plan.scrub else slide.description
     properties = scrub_properties(slide.properties) if plan.scrub else dict(slide.properties)
     redacted = Slide(
@@ -206,6 +208,7 @@ def redacted_slide(slide: Slide, plan: RedactPlan) -> Slide:
         associated=associated,
         description=description,
         focal_planes=planes,
+        title="redacted" if plan.scrub else slide.title,  # the source's file name identifies too
     )
     if "thumbnail" in slide.associated:
         source = slide.associated["thumbnail"]
@@ -243,6 +246,8 @@ def redact(
     options = options or WriteOptions()
     with open_slide(src) as slide:
         redacted = redacted_slide(slide, plan)
+        if plan.scrub:
+            redacted.title = dst.name
         # tile_size None keeps the source grid where the format can, so untouched tiles are copied
         report = convert(redacted, dst, to=to, options=options, progress=progress)
         touched = {}

@@ -73,7 +73,7 @@ def write(
             for number, (z, _) in enumerate(layers)
         ),
     )
-    header = f"Aperio Compound Image written by composite {__version__}\nsource: {slide.path.name}"
+    header = f"Aperio Compound Image written by composite {__version__}\nsource: {slide.title or slide.path.name}"
     text = serialize(manifest, header=header)
 
     workers = max(1, min(options.workers or os.cpu_count() or 1, len(pieces)))

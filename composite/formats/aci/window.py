@@ -79,4 +79,5 @@ def window(slide: Slide, box: Box, *, levels: list[Level] | None = None) -> Slid
         mpp=slide.mpp,
         magnification=slide.magnification,
         description=slide.description,
+        title=slide.title,
     )

@@ -217,7 +217,7 @@ class _Plan:
             "bHasThumb=1",
             f"bHasLabel={int('label' in slide.associated)}",
             f"bHasMacro={int('macro' in slide.associated)}",
-            f"tWebSlideTitle={slide.path.name}",
+            f"tWebSlideTitle={slide.title or slide.path.name}",
         ]
         for index, grid in enumerate(self.grids):
             lines += [

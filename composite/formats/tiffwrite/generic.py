@@ -60,7 +60,7 @@ def _resolution(slide: Slide, downsample: float) -> dict[str, Any]:
 
 
 def _ome_metadata(slide: Slide) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"axes": "YXS", "Name": slide.path.stem}
+    metadata: dict[str, Any] = {"axes": "YXS", "Name": slide.title or slide.path.stem}
     if slide.mpp is not None:
         metadata.update(
             PhysicalSizeX=slide.mpp[0], PhysicalSizeXUnit="µm", PhysicalSizeY=slide.mpp[1], PhysicalSizeYUnit="µm"

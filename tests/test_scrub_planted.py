@@ -1,0 +1,307 @@
+"""`redact --scrub`: a marker string planted in every place a source can hide text is found in no
+byte of any output (SVS, TIFF, OME-TIFF, CWS directory, ACI manifest and pieces), and the tiles
+whose segments were stripped decode to the same pixels (OpenSlide and tifffile)."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import openslide
+import pytest
+import tifffile
+
+from composite import codecs
+from composite.geometry import Box, TileGrid
+from composite.output import WriteOptions
+from composite.segments import scrub_jpeg, scrub_jpeg2000
+from composite.synthetic import region
+from composite.tools.redact import RedactPlan, redact
+
+# one marker per place, so a failure names the place that leaked
+PLACES = {
+    "file name": "PHI01FILE",
+    "tile COM": "PHI02COM",
+    "tile APP1 EXIF": "PHI03EXIF",
+    "tile APP1 XMP": "PHI04XMP",
+    "tile APP2 ICC": "PHI05ICC",
+    "tile APP13": "PHI06APP13",
+    "tile Adobe APP14 tail": "PHI07ADOBE",
+    "tile JFIF thumbnail": "PHI08JFIF",
+    "tile after EOI": "PHI09TRAIL",
+    "JPEGTables COM": "PHI10TABLES",
+    "description header": "PHI11HEAD",
+    "description unknown field": "PHI12FIELD",
+    "description safe field, text value": "PHI13VALUE",
+    "Artist": "PHI14ARTIST",
+    "Software": "PHI15SOFTWARE",
+    "DocumentName": "PHI16DOCNAME",
+    "Make": "PHI17MAKE",
+    "Model": "PHI18MODEL",
+    "DateTime": "2009:12:29 19:19:19",
+    "HostComputer": "PHI20HOST",
+    "Copyright": "PHI21COPY",
+    "PageName": "PHI22PAGE",
+    "ImageUniqueID": "PHI23UNIQUE",
+    "XMP tag": "PHI24XMPTAG",
+    "label COM": "PHI25LABELCOM",
+    "label EXIF": "PHI26LABELEXIF",
+    "label XMP": "PHI27LABELXMP",
+    "macro EXIF": "PHI28MACROEXIF",
+    "plain TIFF free-text description": "PHI29FREETEXT",
+    "plain TIFF tile COM": "PHI30PLAINCOM",
+}
+M = PLACES
+TILE = 240
+SIZE = (1440, 960)
+
+
+def segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def planted_tile(body: bytes) -> bytes:
+    """An abbreviated RGB tile (SOI SOF SOS ... EOI) with text segments after SOI and bytes after EOI."""
+    jfif = b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01" + bytes((len(M["tile JFIF thumbnail"]), 1))
+    jfif += M["tile JFIF thumbnail"].encode() * 3  # a "thumbnail" of width x 1 RGB pixels
+    segments = [
+        segment(0xFE, M["tile COM"].encode()),
+        segment(0xE1, b"Exif\x00\x00" + M["tile APP1 EXIF"].encode()),
+        segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + M["tile APP1 XMP"].encode()),
+        segment(0xE2, b"ICC_PROFILE\x00\x01\x01" + M["tile APP2 ICC"].encode()),
+        segment(0xED, b"Photoshop 3.0\x00" + M["tile APP13"].encode()),
+        segment(0xEE, b"Adobe\x00\x64\x00\x00\x00\x00\x00" + M["tile Adobe APP14 tail"].encode()),
+        segment(0xE0, jfif),
+    ]
+    return codecs.SOI + b"".join(segments) + body[2:] + M["tile after EOI"].encode()
+
+
+def aperio_description(width: int, height: int, *, level: int) -> str:
+    head = f"Aperio Image Library v12.0.15 {M['description header']}\r\n{width}x{height} ({TILE}x{TILE}) JPEG/RGB Q=80"
+    if level:
+        return head
+    return (
+        f"{head}|AppMag = 20|MPP = 0.5|Notes = {M['description unknown field']}"
+        f"|Left = {M['description safe field, text value']}|Filename = {M['file name']}"
+    )
+
+
+def tag_kwargs() -> dict[str, object]:
+    extratags = [
+        (code, "s", 0, M[name], True)
+        for code, name in (
+            (315, "Artist"),
+            (269, "DocumentName"),
+            (271, "Make"),
+            (272, "Model"),
+            (316, "HostComputer"),
+            (33432, "Copyright"),
+            (285, "PageName"),
+            (42016, "ImageUniqueID"),
+        )
+    ]
+    xmp = f'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description>{M["XMP tag"]}</rdf:Description></x:xmpmeta>'
+    extratags.append((700, "B", len(xmp), xmp.encode(), True))
+    return {"datetime": M["DateTime"], "software": M["Software"], "extratags": extratags}
+
+
+def associated_jpeg(pixels: np.ndarray, *texts: bytes) -> bytes:
+    data = codecs.encode_jpeg(pixels, quality=85, rgb=True)
+    return codecs.SOI + b"".join(texts) + data[2:]
+
+
+def write_aperio(path: Path) -> None:
+    """A 2-level Aperio SVS (RGB JPEG, shared JPEGTables) with markers in every place above."""
+    with tifffile.TiffWriter(path) as tw:
+        for level, ds in enumerate((1, 4)):
+            width, height = SIZE[0] // ds, SIZE[1] // ds
+            grid = TileGrid(width, height, TILE, TILE)
+            encoded = [
+                codecs.encode_jpeg(region(c * TILE, r * TILE, TILE, TILE, downsample=ds), quality=80, rgb=True)
+                for c, r in grid.indices()
+            ]
+            tables = codecs.split_jpeg_tables(encoded[0])[0]
+            tables = codecs.SOI + segment(0xFE, M["JPEGTables COM"].encode()) + tables[2:]
+            tw.write(
+                (planted_tile(codecs.split_jpeg_tables(data)[1]) for data in encoded),
+                shape=(height, width, 3),
+                dtype=np.uint8,
+                tile=(TILE, TILE),
+                compression="jpeg",
+                jpegtables=tables,
+                photometric="rgb",
+                subsampling=(1, 1),
+                compressionargs={"outcolorspace": "RGB"},
+                description=aperio_description(width, height, level=level),
+                metadata=None,
+                **tag_kwargs(),  # type: ignore[arg-type]
+            )
+            if level == 0:
+                thumb = region(0, 0, 360, 240, downsample=4)
+                tw.write(thumb, description=f"{aperio_description(*SIZE, level=0)}", metadata=None, photometric="rgb")
+        label = np.full((160, 320, 3), 230, np.uint8)
+        label_data = associated_jpeg(
+            label,
+            segment(0xFE, M["label COM"].encode()),
+            segment(0xE1, b"Exif\x00\x00" + M["label EXIF"].encode()),
+            segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + M["label XMP"].encode()),
+        )
+        macro = np.concatenate([label, region(0, 0, 320, 160, downsample=8)], axis=1)
+        macro_data = associated_jpeg(macro, segment(0xE1, b"Exif\x00\x00" + M["macro EXIF"].encode()))
+        for name, pixels, data, subfiletype in (("label", label, label_data, 1), ("macro", macro, macro_data, 9)):
+            tw.write(
+                iter([data]),
+                shape=pixels.shape,
+                dtype=np.uint8,
+                rowsperstrip=pixels.shape[0],
+                compression="jpeg",
+                photometric="rgb",
+                subsampling=(1, 1),
+                description=f"Aperio Image Library v12.0.15\n{name} {pixels.shape[1]}x{pixels.shape[0]}",
+                metadata=None,
+                subfiletype=subfiletype,
+                **tag_kwargs(),  # type: ignore[arg-type]
+            )
+
+
+def write_plain(path: Path) -> None:
+    """A generic pyramidal TIFF (YCbCr JPEG tiles, complete streams) whose ImageDescription is free
+    text without Aperio fields, with COM segments in its tiles and text in its tags."""
+    with tifffile.TiffWriter(path) as tw:
+        for level, ds in enumerate((1, 4)):
+            width, height = SIZE[0] // ds, SIZE[1] // ds
+            grid = TileGrid(width, height, TILE, TILE)
+            tiles = [
+                codecs.encode_jpeg(region(c * TILE, r * TILE, TILE, TILE, downsample=ds), quality=80)
+                for c, r in grid.indices()
+            ]
+            comment = segment(0xFE, M["plain TIFF tile COM"].encode())
+            tw.write(
+                (codecs.SOI + comment + data[2:] for data in tiles),
+                shape=(height, width, 3),
+                dtype=np.uint8,
+                tile=(TILE, TILE),
+                compression="jpeg",
+                photometric="ycbcr",
+                subsampling=(2, 2),
+                subfiletype=1 if level else 0,
+                description=f"PatientName {M['plain TIFF free-text description']} MRN 0042 slide 7"
+                if level == 0
+                else None,
+                metadata=None,
+                **tag_kwargs(),  # type: ignore[arg-type]
+            )
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("planted")
+    aperio = folder / f"case-{M['file name']}.svs"
+    plain = folder / f"plain-{M['file name']}.tif"
+    write_aperio(aperio)
+    write_plain(plain)
+    for path in (aperio, plain):
+        data = path.read_bytes()
+        planted = [name for name, marker in M.items() if marker.encode() in data]
+        assert len(planted) >= 10, f"{path.name}: the fixture must carry the markers (found {planted})"
+    with openslide.OpenSlide(aperio) as check:
+        assert check.properties["openslide.vendor"] == "aperio"
+        assert {"label", "macro", "thumbnail"} <= set(check.associated_images)
+    return {"aperio": aperio, "plain": plain}
+
+
+OUTPUTS = {
+    "svs": ("out.svs", {}),
+    "tiff": ("out.tif", {}),
+    "ome-tiff": ("out.ome.tif", {"ome": True}),
+    "cws": ("out-cws", {}),
+    "aci": ("out.aci", {"piece_size": 720}),
+}
+
+
+def output_files(path: Path) -> Iterator[Path]:
+    if path.is_dir():
+        yield from (p for p in sorted(path.rglob("*")) if p.is_file())
+        return
+    yield path
+    pieces = path.with_name(path.stem + "_pieces")
+    if pieces.is_dir():
+        yield from (p for p in sorted(pieces.rglob("*")) if p.is_file())
+
+
+def leaks(path: Path) -> list[str]:
+    """'file: place' for every marker found in any file of the output."""
+    found = []
+    for file in output_files(path):
+        data = file.read_bytes().lower()
+        found += [f"{file.name}: {place}" for place, marker in M.items() if marker.lower().encode() in data]
+        found += [f"{file.name}: file name" for part in (file.name,) if M["file name"].lower() in part.lower()]
+    return found
+
+
+@pytest.mark.parametrize("source", ["aperio", "plain"])
+def test_no_marker_reaches_any_output(sources: dict[str, Path], source: str, tmp_path: Path) -> None:
+    src = sources[source]
+    plan = RedactPlan(boxes=[Box(300, 200, 200, 150)], scrub=True)
+    checked = 0
+    for fmt, (name, extra) in OUTPUTS.items():
+        dst = tmp_path / name
+        redact(src, dst, plan, to="tiff" if fmt == "ome-tiff" else None, options=WriteOptions(extra=dict(extra)))
+        files = list(output_files(dst))
+        assert files, f"{fmt}: nothing written"
+        assert leaks(dst) == [], f"{fmt}: markers survived --scrub"
+        checked += len(files)
+    # without --scrub the same markers are copied: the check above can fail
+    kept = tmp_path / "kept-cws"
+    redact(src, kept, RedactPlan(), options=WriteOptions())
+    assert leaks(kept), "without --scrub the planted text reaches the output"
+    assert checked >= 5
+
+
+def test_stripped_tiles_decode_identically(sources: dict[str, Path], tmp_path: Path) -> None:
+    src = sources["aperio"]
+    out = tmp_path / "scrubbed.svs"
+    redact(src, out, RedactPlan(scrub=True), options=WriteOptions())
+    with openslide.OpenSlide(src) as before, openslide.OpenSlide(out) as after:
+        assert before.level_dimensions == after.level_dimensions
+        for level, (width, height) in enumerate(before.level_dimensions):
+            old = np.asarray(before.read_region((0, 0), level, (width, height)))
+            new = np.asarray(after.read_region((0, 0), level, (width, height)))
+            assert np.array_equal(old, new), f"OpenSlide level {level} differs"
+    with tifffile.TiffFile(src) as before, tifffile.TiffFile(out) as after:
+        for old, new in zip(before.series[0].levels, after.series[0].levels, strict=True):
+            assert np.array_equal(old.asarray(), new.asarray())
+            page = new.keyframe
+            after.filehandle.seek(page.dataoffsets[0])
+            tile = after.filehandle.read(page.databytecounts[0])
+            assert tile == scrub_jpeg(tile), "the written tile carries only what decoding needs"
+            assert scrub_jpeg(page.jpegtables) == page.jpegtables
+
+
+def test_scrub_jpeg_keeps_the_decoding_segments() -> None:
+    pixels = region(0, 0, 64, 48)
+    for rgb in (True, False):
+        clean = codecs.encode_jpeg(pixels, quality=90, rgb=rgb)
+        assert scrub_jpeg(clean) is clean, "nothing to remove: the same bytes"
+        planted = planted_tile(clean)
+        scrubbed = scrub_jpeg(planted)
+        assert not any(marker.encode() in scrubbed for marker in M.values())
+        assert codecs.jpeg_info(scrubbed).rgb == codecs.jpeg_info(clean).rgb or not rgb
+        assert np.array_equal(codecs.decode_jpeg(scrubbed, rgb=rgb), codecs.decode_jpeg(clean, rgb=rgb))
+    with pytest.raises(ValueError):
+        scrub_jpeg(b"\xff\xd8\xff\xfe\x00\x40short")
+
+
+def test_scrub_jpeg2000_drops_comments() -> None:
+    import imagecodecs
+
+    pixels = region(0, 0, 64, 48)
+    data = bytes(imagecodecs.jpeg2k_encode(pixels, level=40, codecformat="J2K"))
+    siz_end = 4 + struct.unpack(">H", data[4:6])[0]
+    comment = b"\xff\x64" + struct.pack(">H", 4 + len(M["tile COM"])) + b"\x00\x01" + M["tile COM"].encode()
+    planted = data[:siz_end] + comment + data[siz_end:]
+    scrubbed = scrub_jpeg2000(planted)
+    assert M["tile COM"].encode() not in scrubbed
+    assert np.array_equal(imagecodecs.jpeg2k_decode(scrubbed), imagecodecs.jpeg2k_decode(data))
