@@ -44,3 +44,13 @@ def synthetic_tiff(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_slide(
         path, width=2500, height=1900, tile_size=256, layout="tiff", ycbcr=True, min_level_size=200
     )
+
+
+@pytest.fixture(scope="session")
+def imagescope_xml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/annotation_fixtures.py's ImageScope XML (every region type, a hole, two layers) as a file."""
+    from .annotation_fixtures import IMAGESCOPE_XML
+
+    path = tmp_path_factory.mktemp("annotations") / "slide.xml"
+    path.write_text(IMAGESCOPE_XML)
+    return path

@@ -29,10 +29,28 @@ def register(subparsers: Any) -> None:
         "--top", type=int_in(1, None, "--top"), metavar="N", help="the N highest-resolution levels that fit the format"
     )
     parser.add_argument("--region", type=box("--region"), metavar="X,Y,W,H", help="a region in level-0 pixels")
+    parser.add_argument(
+        "--annotations",
+        metavar="FILE",
+        help="one image per annotated region (ImageScope XML or GeoJSON), and regions.json",
+    )
+    parser.add_argument(
+        "--select", action="append", default=[], metavar="NAME|CLASS", help="only these annotated regions (repeatable)"
+    )
+    parser.add_argument(
+        "--mask",
+        nargs="?",
+        const="white",
+        choices=("white", "transparent"),
+        help="outside each annotated polygon white (default) or transparent (PNG, TIFF without JPEG)",
+    )
     at = parser.add_mutually_exclusive_group()
-    at.add_argument("--level", type=int, metavar="L", help="read --region at level L (default 0)")
+    at.add_argument("--level", type=int, metavar="L", help="read --region / the regions at level L (default 0)")
     at.add_argument(
-        "--downsample", type=positive_float("--downsample"), metavar="D", help="read --region at downsample D"
+        "--downsample",
+        type=positive_float("--downsample"),
+        metavar="D",
+        help="read --region / the regions at downsample D",
     )
     parser.add_argument(
         "--format", choices=("jpeg", "png", "tiff"), default="jpeg", help="output format (default jpeg)"
@@ -62,8 +80,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if (args.level is not None or args.downsample is not None) and args.region is None:
+    if (args.level is not None or args.downsample is not None) and args.region is None and args.annotations is None:
         args.parser.error("--level and --downsample choose how --region is read: give --region")
+    if (args.select or args.mask) and args.annotations is None:
+        args.parser.error("--select and --mask apply to --annotations: give --annotations")
     options = ExportOptions(
         format=args.format,
         quality=args.quality,
@@ -72,20 +92,42 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         plane=args.plane,
     )
+    annotations = None
+    if args.annotations is not None:
+        from ..annotations import read_annotations
+
+        annotations = read_annotations(args.annotations).select(args.select)
+    asked = args.associated or args.levels is not None or args.top is not None or args.region is not None
     with open_slide(args.slide) as slide, progress_bar(quiet=args.quiet, unit="row") as progress:
-        done = export_slide(
-            slide,
-            args.outdir,
-            associated=args.associated,
-            levels=args.levels,
-            top=args.top,
-            region=args.region,
-            level=args.level,
-            downsample=args.downsample,
-            options=options,
-            progress=progress,
-        )
+        done = []
+        if asked or annotations is None:
+            done += export_slide(
+                slide,
+                args.outdir,
+                associated=args.associated,
+                levels=args.levels,
+                top=args.top,
+                region=args.region,
+                level=args.level if args.region is not None else None,
+                downsample=args.downsample if args.region is not None else None,
+                options=options,
+                progress=progress,
+            )
+        if annotations is not None:
+            from ..annotations.export import export_regions
+
+            done += export_regions(
+                slide,
+                args.outdir,
+                annotations,
+                level=args.level,
+                downsample=args.downsample,
+                mask=args.mask,
+                options=options,
+                progress=progress,
+            )
     for item in done:
         how = " (copied)" if item.copied else ""
-        print(f"{item.path}  {item.what}  {item.width} x {item.height}{how}")
+        size = f"  {item.width} x {item.height}" if item.width else ""
+        print(f"{item.path}  {item.what}{size}{how}")
     return 0

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from ..output import WriteOptions
+from ..registry import open_slide
 from ..tools.redact import RedactPlan, redact
 from .args import box
 from .progress import progress_bar
@@ -30,17 +31,34 @@ def register(subparsers: Any) -> None:
         metavar="X,Y,W,H",
         help="level-0 box to black out (repeatable)",
     )
+    parser.add_argument(
+        "--annotations", metavar="FILE", help="black out the polygons of this ImageScope XML or GeoJSON file"
+    )
+    parser.add_argument(
+        "--select", action="append", default=[], metavar="NAME|CLASS", help="only these annotated regions (repeatable)"
+    )
     parser.add_argument("--drop-label", action="store_true", help="leave the label image out")
     parser.add_argument("--drop-macro", action="store_true", help="leave the macro (overview) image out")
     parser.add_argument("--scrub", action="store_true", help="remove identifying fields (see docs/tools.md)")
     parser.add_argument("--to", choices=("svs", "tiff", "cws"), help="output format (default: from DST's name)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.select and args.annotations is None:
+        args.parser.error("--select applies to --annotations: give --annotations")
     plan = RedactPlan(boxes=args.box, drop_label=args.drop_label, drop_macro=args.drop_macro, scrub=args.scrub)
+    if args.annotations is not None:
+        from ..annotations import read_annotations
+        from ..annotations.export import check_mpp
+        from ..annotations.redact import PolygonShapes
+
+        annotations = read_annotations(args.annotations).select(args.select)
+        with open_slide(args.slide) as slide:
+            check_mpp(slide, annotations)
+            plan.shapes = PolygonShapes(annotations, image=slide.dimensions)
     with progress_bar(quiet=args.quiet) as progress:
         report, touched = redact(
             args.slide, args.dst, plan, options=WriteOptions(overwrite=args.overwrite), progress=progress

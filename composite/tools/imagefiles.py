@@ -37,18 +37,20 @@ _BAND_PIXELS = 16_000_000
 class Picture:
     """An image of ``width`` x ``height`` whose rows ``y .. y+rows`` come from ``band(y, rows)``.
 
-    ``mpp`` (microns per pixel) goes into TIFF resolution tags when known.
+    ``mpp`` (microns per pixel) goes into TIFF resolution tags when known; ``channels`` is 4 for
+    RGBA bands (PNG and LZW/deflate/uncompressed TIFF keep the alpha).
     """
 
     width: int
     height: int
     band: Callable[[int, int], RGBArray]
     mpp: tuple[float, float] | None = None
+    channels: int = 3
 
     def pixels(self, progress: ProgressCallback = no_progress, stage: str = "") -> RGBArray:
         """The whole image, read band by band."""
         rows = max(1, min(self.height, _BAND_PIXELS // max(self.width, 1)))
-        out = np.empty((self.height, self.width, 3), np.uint8)
+        out = np.empty((self.height, self.width, self.channels), np.uint8)
         for y in range(0, self.height, rows):
             count = min(rows, self.height - y)
             out[y : y + count] = self.band(y, count)
@@ -93,7 +95,9 @@ def write_bytes(dst: Path, data: bytes, *, overwrite: bool) -> None:
 
 def encode_image(pixels: RGBArray, fmt: ImageFormat, *, quality: int) -> bytes:
     """A JPEG or PNG file; grey when the three channels are equal (e.g. rendered DICOM)."""
-    grey = bool((pixels[:, :, 0] == pixels[:, :, 1]).all() and (pixels[:, :, 1] == pixels[:, :, 2]).all())
+    grey = pixels.shape[2] == 3 and bool(
+        (pixels[:, :, 0] == pixels[:, :, 1]).all() and (pixels[:, :, 1] == pixels[:, :, 2]).all()
+    )
     image = Image.fromarray(np.ascontiguousarray(pixels[:, :, 0]) if grey else pixels)
     buffer = io.BytesIO()
     if fmt == "jpeg":
@@ -139,7 +143,7 @@ def _tiles(picture: Picture, progress: ProgressCallback, stage: str) -> Iterator
         y = row * TIFF_TILE
         count = min(TIFF_TILE, picture.height - y)
         band = picture.band(y, count)
-        padded = np.full((TIFF_TILE, cols * TIFF_TILE, 3), 255, np.uint8)
+        padded = np.full((TIFF_TILE, cols * TIFF_TILE, picture.channels), 255, np.uint8)
         padded[:count, : picture.width] = band
         for col in range(cols):
             yield padded[:, col * TIFF_TILE : (col + 1) * TIFF_TILE]
@@ -156,7 +160,7 @@ def _write_tiff(
     with tifffile.TiffWriter(path, bigtiff=bigtiff) as tif:
         tif.write(
             _tiles(picture, progress, stage),
-            shape=(picture.height, picture.width, 3),
+            shape=(picture.height, picture.width, picture.channels),
             dtype=np.uint8,
             tile=(TIFF_TILE, TIFF_TILE),
             photometric="rgb",  # the input; tifffile stores JPEG tiles as YCbCr 4:2:0
@@ -164,6 +168,7 @@ def _write_tiff(
             compressionargs={"level": quality} if compression == "jpeg" else None,
             resolution=resolution,
             resolutionunit="CENTIMETER" if resolution else None,
+            extrasamples=("unassalpha",) if picture.channels == 4 else None,
             metadata=None,
         )
 

@@ -9,7 +9,8 @@ byte-copies every untouched tile. A re-encoded JPEG tile reuses the
 level's shared JPEG tables when some quality reproduces them (Aperio's standard tables), so its
 neighbours stay byte-identical even in a file whose tables come from a touched first tile.
 The thumbnail is made again from the redacted pyramid (and painted), never copied. The source
-file is only read.
+file is only read. Besides boxes, a plan may carry :class:`Shapes` (annotated polygons,
+:mod:`composite.annotations.redact`), which paint and choose tiles the same way.
 
 Not supported: boxes on the macro image (its geometry relative to level 0 is unknown: drop the
 macro), and byte copies of codecs the target cannot copy (LZW, YCbCr J2K: everything is then
@@ -22,6 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -29,7 +31,7 @@ from .. import codecs
 from ..codecs import RGBArray, TileEncoding
 from ..convert import convert
 from ..errors import LimitError, OutputExistsError
-from ..geometry import Box
+from ..geometry import Box, TileGrid
 from ..model import AssociatedImage, Level, Slide
 from ..output import ConversionReport, WriteOptions
 from ..progress import ProgressCallback, no_progress
@@ -76,6 +78,21 @@ def paint(pixels: RGBArray, origin: tuple[int, int], boxes: Sequence[Box]) -> RG
     return out
 
 
+class LevelShapes(Protocol):
+    """Regions other than boxes at one level (annotations' polygons): which tiles they touch, and
+    painting them black into pixels whose top-left is ``origin`` (level pixels), in place."""
+
+    def tiles(self, grid: TileGrid) -> set[tuple[int, int]]: ...
+
+    def paint(self, pixels: RGBArray, origin: tuple[int, int]) -> None: ...
+
+
+class Shapes(Protocol):
+    """Level-0 regions to black out besides boxes; ``at`` gives them on a level of ``size`` pixels."""
+
+    def at(self, *, base: tuple[int, int], size: tuple[int, int], downsample: float) -> LevelShapes: ...
+
+
 class _Encoder:
     """Encodes painted tiles the way the level's stored tiles are encoded."""
 
@@ -116,11 +133,14 @@ class _Encoder:
 class RedactingReader:
     """Source bytes for untouched tiles, painted and re-encoded bytes for touched ones."""
 
-    def __init__(self, level: Level, boxes: list[Box], quality: int | None) -> None:
+    def __init__(self, level: Level, boxes: list[Box], quality: int | None, shapes: LevelShapes | None = None) -> None:
         self._level = level
         self._boxes = boxes
-        self._encoder = _Encoder(level, quality) if boxes and level.encoding is not None else None
+        self._shapes = shapes
         self.touched = {key for box in boxes for key in level.grid.tiles_overlapping(box)}
+        if shapes is not None:
+            self.touched |= shapes.tiles(level.grid)
+        self._encoder = _Encoder(level, quality) if self.touched and level.encoding is not None else None
 
     @property
     def encoding(self) -> TileEncoding | None:
@@ -144,14 +164,21 @@ class RedactingReader:
             if (col, row) not in self.touched:
                 return self._level.read_tile(col, row)  # white, as missing tiles are
             pixels = np.full((box.height, box.width, 3), 255, np.uint8)
-        return paint(pixels, (box.x, box.y), self._boxes) if (col, row) in self.touched else pixels
+        if (col, row) not in self.touched:
+            return pixels
+        painted = paint(pixels, (box.x, box.y), self._boxes)
+        if self._shapes is not None:
+            self._shapes.paint(painted, (box.x, box.y))
+        return painted
 
 
 @dataclass
 class RedactPlan:
-    """What to do: boxes in level-0 pixels, images to drop, whether to scrub metadata."""
+    """What to do: boxes in level-0 pixels (and ``shapes``, e.g. annotated polygons), images to
+    drop, whether to scrub metadata."""
 
     boxes: list[Box] = field(default_factory=list)
+    shapes: Shapes | None = None
     drop_label: bool = False
     drop_macro: bool = False
     scrub: bool = False
@@ -165,12 +192,15 @@ def _source_quality(slide: Slide) -> int | None:
     return int(match.group(1)) if match and 1 <= int(match.group(1)) <= 100 else None
 
 
-def _redact_levels(slide: Slide, levels: list[Level], boxes: list[Box], quality: int | None) -> list[Level]:
+def _redact_levels(
+    slide: Slide, levels: list[Level], boxes: list[Box], quality: int | None, shapes: Shapes | None
+) -> list[Level]:
     base = slide.dimensions
     out = []
     for level in levels:
         scaled = [aligned(scaled_box(b, base=base, size=level.dimensions, downsample=level.downsample)) for b in boxes]
-        out.append(Level(level.grid, level.downsample, RedactingReader(level, scaled, quality)))
+        at = shapes.at(base=base, size=level.dimensions, downsample=level.downsample) if shapes else None
+        out.append(Level(level.grid, level.downsample, RedactingReader(level, scaled, quality, at)))
     return out
 
 
@@ -189,8 +219,10 @@ def redacted_slide(slide: Slide, plan: RedactPlan) -> Slide:
     quality = _source_quality(slide)
     # scrubbed: every copied tile loses its text segments before a box or a writer sees it
     kept = scrubbed_levels if plan.scrub else list
-    levels = _redact_levels(slide, kept(slide.levels), boxes, quality)
-    planes = {name: _redact_levels(slide, kept(lv), boxes, quality) for name, lv in slide.focal_planes.items()}
+    levels = _redact_levels(slide, kept(slide.levels), boxes, quality, plan.shapes)
+    planes = {
+        name: _redact_levels(slide, kept(lv), boxes, quality, plan.shapes) for name, lv in slide.focal_planes.items()
+    }
     associated: dict[str, AssociatedImage] = {}
     for name, image in slide.associated.items():
         if (name == "label" and plan.drop_label) or (name == "macro" and plan.drop_macro) or name == "thumbnail":
@@ -212,11 +244,11 @@ def redacted_slide(slide: Slide, plan: RedactPlan) -> Slide:
     )
     if "thumbnail" in slide.associated:
         source = slide.associated["thumbnail"]
-        redacted.associated["thumbnail"] = _thumbnail(redacted, boxes, (source.width, source.height))
+        redacted.associated["thumbnail"] = _thumbnail(redacted, boxes, (source.width, source.height), plan.shapes)
     return redacted
 
 
-def _thumbnail(slide: Slide, boxes: list[Box], size: tuple[int, int]) -> AssociatedImage:
+def _thumbnail(slide: Slide, boxes: list[Box], size: tuple[int, int], shapes: Shapes | None) -> AssociatedImage:
     """A thumbnail made from the redacted pyramid, with the boxes painted at its own scale too."""
     width, height = slide.dimensions
 
@@ -224,7 +256,10 @@ def _thumbnail(slide: Slide, boxes: list[Box], size: tuple[int, int]) -> Associa
         scale = max(width / size[0], height / size[1], 1.0)
         pixels = level_thumbnail(slide.levels[slide.get_best_level_for_downsample(scale)], size)
         scaled = [scaled_box(b, base=(width, height), size=size, downsample=scale) for b in boxes]
-        return paint(pixels, (0, 0), scaled)
+        painted = paint(pixels, (0, 0), scaled)
+        if shapes is not None:
+            shapes.at(base=(width, height), size=size, downsample=scale).paint(painted, (0, 0))
+        return painted
 
     return AssociatedImage("thumbnail", size[0], size[1], load)
 
