@@ -83,9 +83,13 @@ def merge_jpeg_tables(tile: bytes, tables: bytes | None) -> bytes:
 def standalone_jpeg(tile: bytes, *, tables: bytes | None, rgb: bool) -> bytes:
     """A JPEG file any decoder shows with the colours OpenSlide shows (FORMATS §3.5)."""
     data = merge_jpeg_tables(tile, tables)
-    if rgb and not has_adobe_marker(data):
-        data = SOI + ADOBE_RGB_SEGMENT + data[2:]
-    return data
+    return with_adobe_rgb(data) if rgb else data
+
+
+def with_adobe_rgb(data: bytes) -> bytes:
+    """``data`` (a complete or abbreviated RGB JPEG) with the Adobe APP14 transform-0 marker after
+    SOI unless it has one: decoders that read the tile bytes themselves then see RGB, not YCbCr."""
+    return data if has_adobe_marker(data) else SOI + ADOBE_RGB_SEGMENT + data[2:]
 
 
 def has_adobe_marker(data: bytes) -> bool:
@@ -164,7 +168,7 @@ def encode_jpeg(pixels: RGBArray, *, quality: int, rgb: bool = False, subsamplin
     (horizontal, vertical) factors) or RGB with an Adobe marker."""
     if rgb:
         data = bytes(imagecodecs.jpeg8_encode(pixels, level=quality, colorspace="RGB", outcolorspace="RGB"))
-        return data if has_adobe_marker(data) else SOI + ADOBE_RGB_SEGMENT + data[2:]
+        return with_adobe_rgb(data)
     if subsampling not in _SUBSAMPLING:
         raise ValueError(f"JPEG subsampling {subsampling} is not one of {sorted(_SUBSAMPLING)}")
     return bytes(imagecodecs.jpeg8_encode(pixels, level=quality, subsampling=_SUBSAMPLING[subsampling]))

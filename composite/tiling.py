@@ -11,7 +11,8 @@ target :class:`~composite.geometry.TileGrid` of the same size, row-major:
   releases the GIL), a few target tiles ahead of the tasks that compose and encode the target
   tiles on the same pool, and dropped after the last target tile overlapping it is done. The
   calling thread only submits and yields, so every core decodes or encodes. Edge tiles are
-  full-size, padded by repeating the last row/column (invisible, and it avoids JPEG ringing).
+  full-size, padded by repeating the last row/column (invisible, and it avoids JPEG ringing) or,
+  for formats whose readers may show the padding (CWS), with the slide's glass colour.
 
 Re-encoded tiles come in **column stripes** (:func:`stripes`): top to bottom in a stripe about
 ``STRIPE_PX`` wide, row-major inside it, then the next stripe. A source tile row that straddles
@@ -46,6 +47,7 @@ from .model import Level
 from .progress import ProgressCallback, no_progress
 
 _J2K_START = b"\xff\x4f\xff\x51"  # SOC then SIZ: a raw codestream, not a JP2 box file
+Fill = tuple[int, int, int] | None  # the colour of edge tiles' padding; None: repeat the edge
 COPYABLE = ("jpeg", "jpeg2000")
 
 
@@ -97,13 +99,19 @@ def encode_tile(pixels: RGBArray, *, compression: str, quality: int, rgb: bool =
     raise ValueError(f"cannot encode tiles as {compression!r}")
 
 
-def pad_tile(pixels: RGBArray, width: int, height: int) -> RGBArray:
-    """``pixels`` grown to ``width`` x ``height`` by repeating its last column and row."""
+def pad_tile(pixels: RGBArray, width: int, height: int, *, fill: Fill = None) -> RGBArray:
+    """``pixels`` grown to ``width`` x ``height``: by repeating its last column and row, or with
+    the colour ``fill``."""
     pad_h = height - pixels.shape[0]
     pad_w = width - pixels.shape[1]
     if pad_h <= 0 and pad_w <= 0:
         return pixels
-    padded: RGBArray = np.pad(pixels, ((0, max(pad_h, 0)), (0, max(pad_w, 0)), (0, 0)), mode="edge")
+    if fill is not None:
+        padded: RGBArray = np.empty((max(height, pixels.shape[0]), max(width, pixels.shape[1]), 3), np.uint8)
+        padded[:] = fill
+        padded[: pixels.shape[0], : pixels.shape[1]] = pixels
+        return padded
+    padded = np.pad(pixels, ((0, max(pad_h, 0)), (0, max(pad_w, 0)), (0, 0)), mode="edge")
     return padded
 
 
@@ -199,13 +207,15 @@ def encoded_tiles(
     progress: ProgressCallback | None = None,
     stage: str = "",
     stripe_px: int | None = None,
+    fill: Fill = None,
 ) -> Iterator[EncodedTile]:
     """Every tile of ``target`` (same size as ``source``), encoded or copied, each exactly once.
 
     Copied levels come row-major; re-encoded ones in the column stripes of :func:`stripes`
     (``stripe_px`` wide, default ``STRIPE_PX``). ``rgb`` chooses RGB JPEG (Aperio's way, Adobe
     marker) over YCbCr 4:2:0 for re-encoded tiles; copied tiles keep the source's encoding,
-    which their :class:`EncodedTile` carries.
+    which their :class:`EncodedTile` carries. ``fill`` pads re-encoded edge tiles with a colour
+    (CWS: the glass) instead of repeating the last row/column; copied tiles keep their padding.
     """
     if (target.width, target.height) != source.dimensions:
         raise ValueError(f"target grid {target.width}x{target.height} differs from level {source.dimensions}")
@@ -214,11 +224,19 @@ def encoded_tiles(
     pool = ThreadPoolExecutor(count, thread_name_prefix="composite-tiles")
     try:
         if is_copyable(source, target, compression):
-            tiles = _copied(source, target, quality=quality, pool=pool)
+            tiles = _copied(source, target, quality=quality, pool=pool, fill=fill)
         else:
             columns = stripes(source.grid, target, stripe_px=stripe_px or STRIPE_PX)
             tiles = _reencoded(
-                source, target, columns, compression=compression, quality=quality, rgb=rgb, pool=pool, workers=count
+                source,
+                target,
+                columns,
+                compression=compression,
+                quality=quality,
+                rgb=rgb,
+                pool=pool,
+                workers=count,
+                fill=fill,
             )
         total = target.tile_count
         for done, tile in enumerate(tiles, 1):
@@ -228,7 +246,9 @@ def encoded_tiles(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _copied(source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolExecutor) -> Iterator[EncodedTile]:
+def _copied(
+    source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolExecutor, fill: Fill
+) -> Iterator[EncodedTile]:
     encoding = source.encoding
     assert encoding is not None
     fallback = output_encoding(encoding.compression, quality=quality, rgb=encoding.rgb)
@@ -237,7 +257,7 @@ def _copied(source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolEx
         if data is not None and _copy_ok(data, encoding, target):
             yield EncodedTile(col, row, data, encoding, copied=True)
             continue
-        pixels = pad_tile(source.read_tile(col, row), target.tile_width, target.tile_height)
+        pixels = pad_tile(source.read_tile(col, row), target.tile_width, target.tile_height, fill=fill)
         data = encode_tile(pixels, compression=fallback.compression, quality=quality, rgb=fallback.rgb)
         yield EncodedTile(col, row, data, fallback)
 
@@ -265,6 +285,7 @@ def _reencoded(
     rgb: bool,
     pool: ThreadPoolExecutor,
     workers: int,
+    fill: Fill,
 ) -> Iterator[EncodedTile]:
     encoding = output_encoding(compression, quality=quality, rgb=rgb)
 
@@ -280,7 +301,7 @@ def _reencoded(
     planned: deque[tuple[_Retiler, int, int, Box, list[_Part]]] = deque()
     pending: deque[Future[EncodedTile]] = deque()
     for columns in stripe_columns:
-        retiler = _Retiler(source, target, columns)
+        retiler = _Retiler(source, target, columns, fill)
         for row in range(target.rows):
             for col in columns:
                 box = target.tile_box(col, row)
@@ -314,9 +335,10 @@ class _Retiler:
     in flight.
     """
 
-    def __init__(self, source: Level, target: TileGrid, columns: range) -> None:
+    def __init__(self, source: Level, target: TileGrid, columns: range, fill: Fill) -> None:
         self._source = source
         self._target = target
+        self._fill = fill
         sg = source.grid
         x0 = columns.start * target.tile_width
         x1 = min(columns.stop * target.tile_width, target.width)
@@ -349,7 +371,8 @@ class _Retiler:
         return parts
 
     def compose(self, box: Box, parts: list[_Part]) -> RGBArray:
-        """The full-size target tile over ``box``: edges padded by repeating the last row/column."""
+        """The full-size target tile over ``box``: edges padded with the fill colour, or by
+        repeating the last row/column."""
         sg = self._source.grid
         tw, th = self._target.tile_width, self._target.tile_height
         if len(parts) == 1 and (box.width, box.height) == (tw, th):
@@ -364,9 +387,11 @@ class _Retiler:
                 x0, y0 = max(box.x, sx), max(box.y, sy)
                 x1, y1 = min(box.right, sx + tile.shape[1]), min(box.bottom, sy + tile.shape[0])
                 pixels[y0 - box.y : y1 - box.y, x0 - box.x : x1 - box.x] = tile[y0 - sy : y1 - sy, x0 - sx : x1 - sx]
-            if box.width < tw:
+            if self._fill is not None:
+                pixels[: box.height, box.width :] = self._fill
+                pixels[box.height :] = self._fill
+            else:
                 pixels[: box.height, box.width :] = pixels[: box.height, box.width - 1 : box.width]
-            if box.height < th:
                 pixels[box.height :] = pixels[box.height - 1 : box.height]
         with self._lock:
             for key, _ in parts:

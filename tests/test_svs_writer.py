@@ -205,13 +205,13 @@ def test_bigtiff_switch(source: Path, tmp_path: Path, mode: str, threshold: int 
         assert slide.properties["openslide.vendor"] == "aperio" and slide.level_count == len(report.levels)
 
 
-def _bioformats(path: Path) -> str:
+def _bioformats(path: Path, *flags: str) -> str:
     if not BIOFORMATS_JAR.is_file() or shutil.which("java") is None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{BIOFORMATS_JAR} or java missing under CI (run make test)")
         pytest.skip("Bio-Formats jar or java missing (make test installs them)")
     cmd = ["java", "-cp", str(BIOFORMATS_JAR), "loci.formats.tools.ImageInfo", "-nopix", "-no-upgrade", "-noflat"]
-    result = subprocess.run([*cmd, str(path)], capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run([*cmd, *flags, str(path)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return result.stdout
 

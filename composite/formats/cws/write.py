@@ -6,8 +6,11 @@ The layout (docs/cws.md; the viewer reads exactly this): ``FinalScan.ini`` holds
 ``z=0``); level k is ``ScanLevel<k>.ini`` with blocks ``L<k>Da<N>``, and the lowest level (below
 2048 px) is ``ScanSlide.ini``. All levels share one stage frame: 4 units per level-0 pixel,
 block x/y the centre of the nominal block, larger x further left, larger y further up, the image
-centre at (lXStageRef, lYStageRef). Blocks are full-size (edge blocks padded), standalone JPEG:
-copied source tiles get their tables merged and, for RGB, the Adobe marker browsers need.
+centre at (lXStageRef, lYStageRef). Blocks are full-size, standalone JPEG: copied source tiles
+get their tables merged and, for RGB, the Adobe marker browsers need. Encoded edge blocks are
+padded with the slide's glass colour (:mod:`composite.background`), so a reader that ignores
+``iWidth``/``iHeight`` shows more glass, not smeared stripes; copied edge blocks keep the source's
+padding (Aperio's is white).
 
 The blocks stream through the shared pipeline (:func:`composite.tiling.encoded_tiles`), so a
 source whose tiles coincide with the blocks is copied byte for byte and never decoded. The
@@ -27,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ... import codecs
+from ...background import slide_background
 from ...errors import UnsupportedFormatError
 from ...geometry import TileGrid
 from ...model import Level, Slide
@@ -173,6 +177,7 @@ class _Plan:
         self.zooms = [4**index for index in range(len(levels))]
         self.frame = _Frame(*slide.dimensions, self.grids, self.zooms)
         self.description = _description(slide, block, self.quality)
+        self.fill = slide_background(slide)  # the padding of encoded edge blocks
         base = slide.dimensions
         self.planes = {
             name: planes[0]
@@ -242,6 +247,7 @@ class _Plan:
             workers=self.workers,
             progress=progress,
             stage=stage,
+            fill=self.fill,
         )
 
 

@@ -52,6 +52,9 @@ class Plan:
     workers: int | None
     # (width, height) of each level written -> the order its tiles arrived in (see tileorder.py)
     arrivals: dict[tuple[int, int], ArrivalOrder] = field(default_factory=dict)
+    # RGB JPEG tiles get the Adobe colour marker, for readers that decode tile bytes themselves
+    # (generic/OME-TIFF; SVS readers know Aperio's RGB, and SVS tiles stay the source's bytes)
+    adobe_rgb: bool = False
 
 
 def make_plan(slide: Slide, options: WriteOptions, *, default_tile: int, spool_dir: Path) -> Plan:
@@ -134,8 +137,9 @@ class LevelChunks:
     copied: list[int]  # one-element counter of copied tiles, filled while chunks are consumed
 
 
-def level_chunks(tiles: Iterator[EncodedTile], compression: str) -> LevelChunks:
-    """Peek at the first tile to fix the level's tags, then stream every tile's bytes."""
+def level_chunks(tiles: Iterator[EncodedTile], compression: str, *, adobe_rgb: bool = False) -> LevelChunks:
+    """Peek at the first tile to fix the level's tags, then stream every tile's bytes
+    (RGB JPEG ones with the Adobe colour marker when ``adobe_rgb``)."""
     first = next(tiles)
     copied = [0]
 
@@ -147,7 +151,7 @@ def level_chunks(tiles: Iterator[EncodedTile], compression: str) -> LevelChunks:
     rest = counted(_chain(first, tiles))
     quality = first.encoding.quality
     if compression == "jpeg":
-        return _jpeg_chunks(first, rest, copied)
+        return _jpeg_chunks(first, rest, copied, adobe_rgb=adobe_rgb)
     if compression == "jpeg2000":
         kwargs = {"compression": 33005, "photometric": "rgb"}
         return LevelChunks(kwargs, (t.data for t in rest), "J2K/KAK", quality, copied)
@@ -161,7 +165,7 @@ def _chain(first: EncodedTile, rest: Iterator[EncodedTile]) -> Iterator[EncodedT
     yield from rest
 
 
-def _jpeg_chunks(first: EncodedTile, rest: Iterator[EncodedTile], copied: list[int]) -> LevelChunks:
+def _jpeg_chunks(first: EncodedTile, rest: Iterator[EncodedTile], copied: list[int], *, adobe_rgb: bool) -> LevelChunks:
     if first.encoding.jpeg_tables is not None:
         tables = first.encoding.jpeg_tables
     else:
@@ -174,14 +178,17 @@ def _jpeg_chunks(first: EncodedTile, rest: Iterator[EncodedTile], copied: list[i
     else:
         kwargs.update(photometric="ycbcr", subsampling=codecs.jpeg_info(first.data).subsampling)
 
+    def stored(tile: EncodedTile) -> bytes:
+        own = tile.encoding.jpeg_tables
+        if own is not None:
+            return tile.data if own == tables else codecs.merge_jpeg_tables(tile.data, own)
+        tile_tables, body = codecs.split_jpeg_tables(tile.data)
+        return body if tile_tables == tables else tile.data
+
     def chunks() -> Iterator[bytes]:
         for tile in rest:
-            own = tile.encoding.jpeg_tables
-            if own is not None:
-                yield tile.data if own == tables else codecs.merge_jpeg_tables(tile.data, own)
-                continue
-            tile_tables, body = codecs.split_jpeg_tables(tile.data)
-            yield body if tile_tables == tables else tile.data
+            data = stored(tile)
+            yield codecs.with_adobe_rgb(data) if adobe_rgb and rgb else data
 
     codec = "JPEG/RGB" if rgb else "JPEG/YCbCr"
     return LevelChunks(kwargs, chunks(), codec, first.encoding.quality, copied)
@@ -213,7 +220,7 @@ def write_level(
         progress=progress,
         stage=f"level {index}",
     )
-    chunks = level_chunks(arrival.track(tiles), plan.compression)
+    chunks = level_chunks(arrival.track(tiles), plan.compression, adobe_rgb=plan.adobe_rgb)
     description = describe(chunks) if describe is not None else None
     tw.write(
         chunks.chunks,

@@ -6,8 +6,16 @@ centimetre from the slide's mpp, no ImageDescription (``metadata=None``). Associ
 left out: readers of generic TIFF would take them for pages of the pyramid.
 
 OME-TIFF layout (Bio-Formats, QuPath): level 0 with its lower levels as SubIFDs and OME-XML
-(physical pixel size in µm); label and macro follow as separate OME images named ``label`` and
-``macro`` (QuPath shows them as associated images).
+(physical pixel size in µm; the objective's nominal magnification as an Instrument linked to the
+slide's image through ObjectiveSettings); label and macro follow as separate OME images named
+``label`` and ``macro`` (QuPath shows them as associated images).
+
+RGB JPEG tiles carry the Adobe colour marker (readers of generic TIFF decode the tile bytes
+themselves and would otherwise take Aperio's RGB for YCbCr).
+
+JPEG 2000 (Aperio's code 33005) is written only in OME-TIFF (Bio-Formats reads it); a plain TIFF
+with it is refused before anything is written, since OpenSlide's generic TIFF reader rejects the
+code (as it rejects 34712: libtiff has no JPEG 2000 codec). SVS carries JPEG 2000 for OpenSlide.
 
 Not supported: focal planes, channels other than RGB.
 """
@@ -19,6 +27,7 @@ from typing import Any
 
 import tifffile
 
+from ...errors import UnsupportedFormatError
 from ...model import Slide
 from ...output import ConversionReport, LevelReport, WriteOptions, atomic_output
 from ...progress import ProgressCallback, no_progress
@@ -34,8 +43,14 @@ def write_tiff(
     """Write ``slide`` as a pyramidal TIFF (or OME-TIFF with ``options.extra["ome"]``) at ``dst``."""
     dst = Path(dst)
     plan = make_plan(slide, options, default_tile=256, spool_dir=dst.parent)
+    plan.adobe_rgb = True  # generic readers decode the tile bytes themselves (opentile, browsers)
     ome = bool(options.extra.get("ome", False))
     try:
+        if plan.compression == "jpeg2000" and not ome:
+            raise UnsupportedFormatError(
+                f"{dst}: OpenSlide reads no JPEG 2000 in a plain TIFF; write .svs (Aperio's JPEG 2000) or"
+                " OME-TIFF (--ome), or --compression jpeg"
+            )
         with atomic_output(dst, overwrite=options.overwrite) as tmp:
             try:
                 report = _write(slide, tmp, plan, progress, ome=ome)
@@ -97,4 +112,22 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback, *, 
                 )
                 associated.append(name)
     place_tiles(path, plan.arrivals)  # re-encoded levels were written in column stripes
+    if ome and slide.magnification:
+        _add_objective(path, slide.magnification)
     return ConversionReport(destination=path, format="tiff", levels=reports, associated=associated)
+
+
+def _add_objective(path: Path, magnification: float) -> None:
+    """Add the objective (tifffile writes no Instrument) to the OME-XML, linked to the first image."""
+    instrument = (
+        '<Instrument ID="Instrument:0">'
+        f'<Objective ID="Objective:0:0" NominalMagnification="{float(magnification)!r}"/></Instrument>'
+    )
+    link = '<InstrumentRef ID="Instrument:0"/><ObjectiveSettings ID="Objective:0:0"/>'
+    with tifffile.TiffFile(path, mode="r+") as tif:
+        tag = tif.pages.first.tags["ImageDescription"]
+        xml = str(tag.value)
+        image, pixels = xml.find("<Image "), xml.find("<Pixels ")
+        if not 0 < image < pixels:
+            raise ValueError(f"{path}: unexpected OME-XML from tifffile (no Image/Pixels)")
+        tag.overwrite((xml[:image] + instrument + xml[image:pixels] + link + xml[pixels:]).encode())
