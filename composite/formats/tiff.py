@@ -23,9 +23,11 @@ from tifffile.tifffile import svs_description_metadata
 
 from .. import codecs
 from ..codecs import Compression, RGBArray, TileEncoding
-from ..errors import FormatError, TileReadError, UnsupportedFormatError
+from ..errors import CompositeError, FormatError, LimitError, TileReadError, UnsupportedFormatError
 from ..geometry import TileGrid
+from ..limits import check_decode, is_regular, open_regular
 from ..model import AssociatedImage, Level, Slide
+from .tiffifd import check_ifds
 
 NAME = "tiff"
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
@@ -46,10 +48,13 @@ _TIFF_TAG_PROPERTIES = ("ImageDescription", "Make", "Model", "Software", "DateTi
 
 
 def sniff(path: Path) -> bool:
-    if not path.is_file():
+    if not is_regular(path):
         return False
-    with path.open("rb") as fh:
-        return fh.read(4) in TIFF_MAGICS
+    fd = open_regular(path, error=UnsupportedFormatError)
+    try:
+        return os.read(fd, 4) in TIFF_MAGICS
+    finally:
+        os.close(fd)
 
 
 class TiffTileReader:
@@ -57,6 +62,7 @@ class TiffTileReader:
 
     def __init__(self, fd: int, page: tifffile.TiffPage, path: Path) -> None:
         self._fd = fd
+        self._file_size = os.fstat(fd).st_size
         self._page = page
         self._path = path
         # tifffile keeps these as tuples of Python ints, 36 bytes a tile (10 MB for a 100k slide's
@@ -69,6 +75,10 @@ class TiffTileReader:
             if tag is not None:
                 tag.value = values
         self._cols = -(-page.imagewidth // page.tilewidth) if page.is_tiled else 1
+        grid = _grid(page)
+        # The size each stored JPEG must declare: a tile's, or a strip's (the last one may be shorter).
+        self._size = (grid.tile_width, grid.tile_height)
+        self._exact = bool(page.is_tiled)
         self._rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
         compression = _COMPRESSIONS.get(int(page.compression), "other")
         if int(page.compression) == 33003:
@@ -89,7 +99,10 @@ class TiffTileReader:
         count = int(self._counts[index])
         if count == 0:
             return None
-        data = os.pread(self._fd, count, int(self._offsets[index]))
+        offset = int(self._offsets[index])
+        if offset + count > self._file_size:  # checked before pread allocates ``count`` bytes
+            raise TileReadError(f"{self._path}: tile ({col}, {row}) lies past the end of the file (file truncated)")
+        data = os.pread(self._fd, count, offset)
         if len(data) != count:
             raise TileReadError(f"{self._path}: tile ({col}, {row}) is cut short (file truncated)")
         return data
@@ -100,7 +113,9 @@ class TiffTileReader:
             return None
         try:
             if self._encoding.compression == "jpeg":
-                return codecs.decode_jpeg(data, tables=self._encoding.jpeg_tables, rgb=self._rgb)
+                return codecs.decode_jpeg(
+                    data, tables=self._encoding.jpeg_tables, rgb=self._rgb, size=self._size, exact=self._exact
+                )
             segment, _, _ = self._page.decode(data, self._index(col, row), jpegtables=self._page.jpegtables)
         except TileReadError as err:
             raise TileReadError(f"{self._path}: tile ({col}, {row}): {err}") from err
@@ -119,6 +134,23 @@ def _grid(page: tifffile.TiffPage) -> TileGrid:
 
 
 def _check_page(page: tifffile.TiffPage, path: Path) -> None:
+    """Refuse what we do not read, and declared sizes the file cannot back (docs/limits.md)."""
+    if page.samplesperpixel < 1 or page.imagewidth < 1 or page.imagelength < 1:
+        raise FormatError(
+            f"{path}: image of {page.imagewidth}x{page.imagelength} px with {page.samplesperpixel} samples is empty"
+        )
+    grid = _grid(page)
+    if page.is_tiled and (grid.tile_width % 16 or grid.tile_height % 16):
+        raise FormatError(f"{path}: tile size {grid.tile_width}x{grid.tile_height} is not a multiple of 16 (TIFF 6.0)")
+    if len(page.dataoffsets) != grid.tile_count or len(page.databytecounts) != grid.tile_count:
+        raise FormatError(
+            f"{path}: {len(page.dataoffsets)} tile offsets and {len(page.databytecounts)} byte counts "
+            f"for a grid of {grid.tile_count} tiles"
+        )
+    try:
+        check_decode(grid.tile_width, grid.tile_height, f"{path}: tile")
+    except LimitError as err:
+        raise FormatError(str(err)) from err
     if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
         raise FormatError(f"{path}: planar-separate TIFF samples are not supported")
     if page.imagedepth > 1:
@@ -129,12 +161,17 @@ def _check_page(page: tifffile.TiffPage, path: Path) -> None:
         raise FormatError(f"{path}: {page.bitspersample}-bit samples are not supported")
 
 
-def _associated(page: tifffile.TiffPage, name: str) -> AssociatedImage:
+def _associated(page: tifffile.TiffPage, name: str, path: Path) -> AssociatedImage:
     def load() -> RGBArray:
         try:
+            check_decode(page.imagewidth, page.imagelength, f"{path}: {name} image")
+            if encoded is not None:  # one JPEG strip: its header must say the page's size
+                codecs.checked_jpeg_info(encoded()[0], size=(page.imagewidth, page.imagelength))
             return codecs.as_rgb(page.asarray())
+        except CompositeError as err:
+            raise TileReadError(f"{path}: {name} image: {err}") from err
         except Exception as err:
-            raise TileReadError(f"{page.parent.filename}: {name} image cannot be decoded: {err}") from err
+            raise TileReadError(f"{path}: {name} image cannot be decoded: {err}") from err
 
     encoded = None
     if len(page.dataoffsets) == 1 and int(page.compression) == 7:
@@ -178,18 +215,33 @@ def _properties(page: tifffile.TiffPage, aperio: dict[str, Any]) -> dict[str, st
 
 
 def open_slide(path: Path) -> Slide:
+    fd = open_regular(path, error=UnsupportedFormatError)
     try:
+        check_ifds(fd, path)
         tif = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, ValueError, OSError, IndexError, KeyError) as err:
+    except CompositeError:
+        os.close(fd)
+        raise
+    except Exception as err:  # tifffile raises many types on damaged tags
+        os.close(fd)
         raise UnsupportedFormatError(f"{path}: not a readable TIFF ({err})") from err
     try:
-        return _open(tif, path)
+        return _open(tif, path, fd)
+    except CompositeError:
+        tif.close()
+        os.close(fd)
+        raise
+    except Exception as err:  # tifffile parses pages and tags lazily: damage surfaces here
+        tif.close()
+        os.close(fd)
+        raise FormatError(f"{path}: damaged TIFF ({type(err).__name__}: {err})") from err
     except BaseException:
         tif.close()
+        os.close(fd)
         raise
 
 
-def _open(tif: tifffile.TiffFile, path: Path) -> Slide:
+def _open(tif: tifffile.TiffFile, path: Path, fd: int) -> Slide:
     if not tif.series:
         raise UnsupportedFormatError(f"{path}: TIFF has no images")
     series = tif.series[0]
@@ -198,7 +250,6 @@ def _open(tif: tifffile.TiffFile, path: Path) -> Slide:
         raise UnsupportedFormatError(f"{path}: TIFF has no readable image page")
     for page in pages:
         _check_page(page, path)
-    fd = os.open(path, os.O_RDONLY)
     base_w, base_h = pages[0].imagewidth, pages[0].imagelength
     levels = [
         Level(_grid(p), (base_w / p.imagewidth + base_h / p.imagelength) / 2, TiffTileReader(fd, p, path))
@@ -224,7 +275,7 @@ def _open(tif: tifffile.TiffFile, path: Path) -> Slide:
         for other in tif.series[1:]:
             name = APERIO_ASSOCIATED.get(other.name)
             if name and other.keyframe is not None:
-                associated[name] = _associated(other.keyframe, name)
+                associated[name] = _associated(other.keyframe, name, path)
     properties = _properties(pages[0], aperio)
     properties["openslide.vendor"] = "aperio" if is_svs else "generic-tiff"
 

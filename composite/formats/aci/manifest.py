@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import FormatError, LimitError, where
+from ...limits import read_regular
 
 MAX_COMPONENTS = 1_000_000
 MAX_CANVAS_PIXELS = 10**12
@@ -99,13 +100,7 @@ class Manifest:
 def read_manifest(path: str | Path) -> Manifest:
     """Parse the manifest file at ``path`` (size-limited before reading)."""
     path = Path(path)
-    try:
-        size = os.stat(path).st_size
-        if size > MAX_MANIFEST_BYTES:
-            raise LimitError(f"{path}: manifest is {size} bytes, more than the {MAX_MANIFEST_BYTES} allowed")
-        data = path.read_bytes()
-    except OSError as err:
-        raise FormatError(f"{path}: cannot read manifest ({err.strerror or err})") from err
+    data = read_regular(path, limit=MAX_MANIFEST_BYTES, error=FormatError, what="manifest")
     return parse_manifest(decode(data), source=str(path))
 
 

@@ -24,7 +24,10 @@ _DRIVE = re.compile(r"[A-Za-z]:")
 
 def manifest_base(manifest: Path) -> Path:
     """The directory component paths are relative to: the manifest's own, symlinks resolved."""
-    return manifest.absolute().parent.resolve()
+    try:
+        return manifest.absolute().parent.resolve()
+    except (RuntimeError, OSError) as err:
+        raise FormatError(f"{manifest}: its directory cannot be resolved ({err})") from err
 
 
 def resolve_component(raw: str, *, manifest: Path | str, line: int, base: Path, allow_outside: bool = False) -> Path:
@@ -37,14 +40,22 @@ def resolve_component(raw: str, *, manifest: Path | str, line: int, base: Path, 
         raise _unsafe(raw, manifest, line, base, "an absolute path")
     candidate = Path(text) if absolute else base / text
     if allow_outside:
-        return candidate.resolve()
+        return _resolve(candidate, raw, manifest, line)
     lexical = Path(os.path.normpath(candidate))
     if not lexical.is_relative_to(base):
         raise _unsafe(raw, manifest, line, base, "'..' leads out of the manifest's directory")
-    real = candidate.resolve()
+    real = _resolve(candidate, raw, manifest, line)
     if not real.is_relative_to(base):
         raise _unsafe(raw, manifest, line, base, "a symlink leads out of the manifest's directory")
     return real
+
+
+def _resolve(candidate: Path, raw: str, manifest: Path | str, line: int) -> Path:
+    """``candidate`` with symlinks resolved; a symlink loop is an error naming the line."""
+    try:
+        return candidate.resolve()
+    except (RuntimeError, OSError) as err:  # Python 3.11-3.12 raise RuntimeError on a loop
+        raise FormatError(f"{where(manifest, line)}: component {raw!r} cannot be resolved ({err})") from err
 
 
 def _unsafe(raw: str, manifest: Path | str, line: int, base: Path, reason: str) -> UnsafePathError:

@@ -15,6 +15,7 @@ reduced on the fly (a writer builds any further levels). Components may be anyth
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from ... import registry
 from ...codecs import TileEncoding
 from ...errors import CompositeError, FormatError, LimitError, UnsafePathError, where
 from ...geometry import TileGrid
+from ...limits import identity
 from ...model import Level, Slide
 from .canvas import CompositeTileReader, LayerIndex, trimmed_sizes
 from .components import DEFAULT_MAX_OPEN, ComponentInfo, ComponentPool
@@ -31,6 +33,7 @@ from .paths import manifest_base, resolve_component
 from .sniff import looks_like_aci
 
 NAME = "aci"
+_OPENING: ContextVar[tuple[tuple[int, int], ...]] = ContextVar("composite_aci_opening", default=())
 MAX_DEPTH = 4
 DEFAULT_TILE = 512
 
@@ -40,7 +43,7 @@ def open_slide(path: str | Path, *, allow_outside: bool = False, max_open: int =
     path = Path(path)
     pool = ComponentPool(max_open=max_open)
     try:
-        slide = _Opener(pool, allow_outside=allow_outside).open(path, depth=0, stack=(path.resolve(),))
+        slide = _Opener(pool, allow_outside=allow_outside).open(path, depth=0, stack=(path,))
     except BaseException:
         pool.close()
         raise
@@ -64,11 +67,24 @@ class _Opener:
         self.allow_outside = allow_outside
 
     def open(self, path: Path, *, depth: int, stack: tuple[Path, ...]) -> Slide:
-        manifest = read_manifest(path)
-        if manifest.component_count == 0:
-            raise FormatError(f"{path}: manifest has no image lines")
-        files, infos, resolved = self._components(manifest, path, depth, stack)
-        return _build(manifest, path, files, infos, resolved, self.pool)
+        # Manifests being opened in this context, by file identity: a cycle through another
+        # manifest, a hard link, a symlink or a non-.aci name is caught whichever way it comes
+        # back here (also through registry.open_slide, which starts a new _Opener).
+        opening = _OPENING.get()
+        ident = _identity(path)
+        if ident in opening:
+            raise FormatError(f"{path}: manifests include each other ({' -> '.join(p.name for p in stack)})")
+        if len(opening) > MAX_DEPTH:
+            raise LimitError(f"{path}: ACI nested deeper than {MAX_DEPTH} levels")
+        token = _OPENING.set((*opening, ident))
+        try:
+            manifest = read_manifest(path)
+            if manifest.component_count == 0:
+                raise FormatError(f"{path}: manifest has no image lines")
+            files, infos, resolved = self._components(manifest, path, depth, stack)
+            return _build(manifest, path, files, infos, resolved, self.pool)
+        finally:
+            _OPENING.reset(token)
 
     def _components(
         self, manifest: Manifest, path: Path, depth: int, stack: tuple[Path, ...]
@@ -98,7 +114,7 @@ class _Opener:
     ) -> ComponentInfo:
         def opener() -> Slide:
             if looks_like_aci(real):
-                if real in stack:
+                if _identity(real) in _OPENING.get():
                     chain = " -> ".join(p.name for p in (*stack, real))
                     raise FormatError(f"{where(manifest, line)}: manifests include each other ({chain})")
                 if depth + 1 > MAX_DEPTH:
@@ -119,6 +135,13 @@ class _Opener:
             except TypeError:
                 wrapped = FormatError(message)
             raise wrapped from err
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    try:
+        return identity(path)
+    except OSError as err:
+        raise FormatError(f"{path}: cannot be opened ({err.strerror or err})") from err
 
 
 def _build(

@@ -7,19 +7,24 @@ head is an attribute, layer or image line, and there is at least one image line.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ...errors import FormatError, LimitError
+from ...limits import is_regular, open_regular
 from .manifest import decode, parse_manifest
 
 SNIFF_BYTES = 65_536
 
 
 def looks_like_aci(path: Path) -> bool:
-    if not path.is_file():
+    if not is_regular(path):
         return False
-    with path.open("rb") as fh:
-        head = fh.read(SNIFF_BYTES)
+    fd = open_regular(path)
+    try:
+        head = os.pread(fd, SNIFF_BYTES, 0)
+    finally:
+        os.close(fd)
     if not head or b"\x00" in head:
         return False
     if path.suffix.lower() == ".aci":

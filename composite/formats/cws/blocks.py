@@ -19,32 +19,40 @@ from ... import codecs
 from ...codecs import RGBArray, TileEncoding
 from ...errors import TileReadError
 from ...geometry import Box, TileGrid
+from ...limits import read_regular
 from .placement import IndexArray, IntArray
 
 CACHE_BYTES = 64 * 1024 * 1024  # decoded blocks kept for the neighbouring tiles that share them
 
 
-def read_block(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise TileReadError(f"{path}: block cannot be read ({err.strerror or err})") from err
+def read_block(path: Path, tile: tuple[int, int] | None = None) -> bytes:
+    """A block file's bytes: a regular file (never a FIFO or device) of at most MAX_SMALL_FILE bytes;
+    ``tile`` (col, row) is named in the error."""
+    what = "block" if tile is None else f"tile ({tile[0]}, {tile[1]}): block"
+    return read_regular(path, error=TileReadError, what=what)
 
 
-def decode_block(path: Path, data: bytes) -> RGBArray:
+def decode_block(path: Path, data: bytes, tile: tuple[int, int], size: tuple[int, int], *, exact: bool) -> RGBArray:
+    """Decode block ``path`` for ``tile`` (col, row); its JPEG header must fit ``size`` (the INI's)."""
     try:
         # No colour space forced: libjpeg follows JFIF/Adobe markers, exactly as browsers do.
-        return codecs.decode_jpeg(data)
+        return codecs.decode_jpeg(data, size=size, exact=exact)
     except TileReadError as err:
-        raise TileReadError(f"{path}: {err}") from err
+        raise TileReadError(f"{path}: tile ({tile[0]}, {tile[1]}): {err}") from err
 
 
 class BlockGridReader:
     """A level whose blocks are its tiles: ``read_encoded`` is the block file, for copying."""
 
     def __init__(
-        self, cells: IndexArray, directory: Path, names: list[str | None], quality: int | None
+        self,
+        cells: IndexArray,
+        directory: Path,
+        names: list[str | None],
+        quality: int | None,
+        block_size: tuple[int, int],
     ) -> None:
+        self._block_size = block_size
         self._cells = cells
         self._directory = directory
         self._names = names
@@ -70,7 +78,7 @@ class BlockGridReader:
             path = self._directory / name
             try:
                 info = codecs.jpeg_info(read_block(path))
-            except ValueError:
+            except (ValueError, TileReadError, IndexError):
                 return None  # not a JPEG: nothing a JPEG container could copy
             return TileEncoding("jpeg", rgb=info.rgb, quality=self._quality) if info.components == 3 else None
         return None
@@ -83,11 +91,15 @@ class BlockGridReader:
 
     def read_encoded(self, col: int, row: int) -> bytes | None:
         path = self._path(col, row)
-        return None if path is None else read_block(path)
+        return None if path is None else read_block(path, (col, row))
 
     def read_tile(self, col: int, row: int) -> RGBArray | None:
         path = self._path(col, row)
-        return None if path is None else decode_block(path, read_block(path))
+        if path is None:
+            return None
+        rows, cols = self._cells.shape
+        edge = col == cols - 1 or row == rows - 1  # an edge block may be cropped to the image
+        return decode_block(path, read_block(path, (col, row)), (col, row), self._block_size, exact=not edge)
 
 
 class _BlockCache:
@@ -147,14 +159,15 @@ class ComposedBlockReader:
     def read_encoded(self, col: int, row: int) -> bytes | None:
         return None
 
-    def _decoded(self, index: int) -> RGBArray | None:
+    def _decoded(self, index: int, tile: tuple[int, int]) -> RGBArray | None:
         pixels = self._cache.get(index)
         if pixels is None:
             name = self._names[index]
             if name is None:
                 return None
             path = self._directory / name
-            pixels = decode_block(path, read_block(path))[: self._block_h, : self._block_w]
+            size = (self._block_w, self._block_h)  # scanners crop edge blocks: smaller is fine
+            pixels = decode_block(path, read_block(path, tile), tile, size, exact=False)
             self._cache.put(index, pixels)
         return pixels
 
@@ -168,7 +181,7 @@ class ComposedBlockReader:
             return None
         out = np.full((box.height, box.width, 3), 255, np.uint8)
         for k in near.tolist():
-            pixels = self._decoded(int(self._order[k]))
+            pixels = self._decoded(int(self._order[k]), (col, row))
             if pixels is None:
                 continue  # a missing block file: white, reported once when the slide was opened
             x, y = int(self._px[k]), int(self._py[k])

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import FormatError, LimitError, UnsafePathError, where
+from ...limits import read_regular
 
 MAX_INI_BYTES = 256 * 1024 * 1024  # a 10-million-block INI is about 300 MB; refuse beyond that
 MAX_BLOCKS = 8_000_000
@@ -101,11 +102,7 @@ def _coordinate(ini: IniFile, value: Value, key: str) -> int:
 
 def parse_ini(path: Path) -> IniFile:
     """Parse ``path``; raise :class:`FormatError` naming the file and line on anything unsafe."""
-    size = path.stat().st_size
-    if size > MAX_INI_BYTES:
-        raise LimitError(f"{path}: INI file of {size} bytes is larger than {MAX_INI_BYTES} bytes")
-    with path.open("rb") as fh:
-        text = _decode(fh.read(), path)
+    text = _decode(read_regular(path, limit=MAX_INI_BYTES, error=FormatError, what="INI file"), path)
     bad = _CONTROL.search(text)
     if bad:
         line = text.count("\n", 0, bad.start()) + 1

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ...errors import FormatError, where
+from ...errors import FormatError, LimitError, where
 from .ini import STAGE_LIMIT, IniFile
 
 MAX_SIDE = 4_194_304  # px on one side of a level; Aperio tested 500,000 px, we allow 8x that
 MAX_BLOCK_SIDE = 65_535  # the JPEG limit
+MAX_EMPTY_CELLS_PER_BLOCK = 64  # a level's block grid may be this sparse (scans of separate tissue pieces)...
+MAX_EMPTY_CELLS = 65_536  # ... plus this many cells, before it is refused as a few blocks spread out
 DEFAULT_UNITS_PER_PIXEL = 4.0  # what producers write when a file lacks step sizes (§1.4)
 _MIN_UNITS_PER_PIXEL = 1 / 64
 _MAX_UNITS_PER_PIXEL = 65_536.0
@@ -146,11 +148,26 @@ def regular_grid(px: IntArray, py: IntArray, geom: Geometry, width: int, height:
     rows = py // geom.block_height
     inside = np.flatnonzero((px < width) & (py < height))
     grid_cols, grid_rows = -(-width // geom.block_width), -(-height // geom.block_height)
+    if grid_cols * grid_rows > MAX_EMPTY_CELLS_PER_BLOCK * len(px) + MAX_EMPTY_CELLS:
+        return None  # mostly empty: no index of that size (check_extent refuses the level first)
     cells = np.full((grid_rows, grid_cols), -1, np.int32)
     cells[rows[inside], cols[inside]] = inside
     if np.count_nonzero(cells >= 0) != len(inside):
         return None  # two blocks on one cell: compose them instead
     return cells
+
+
+def check_extent(ini: IniFile, geom: Geometry, width: int, height: int) -> None:
+    """Refuse a level whose tile grid is mostly empty: a few blocks spread far apart would make
+    a conversion write (and an index hold) millions of blank tiles from a few bytes of INI."""
+    cells = -(-width // geom.block_width) * -(-height // geom.block_height)
+    allowed = MAX_EMPTY_CELLS_PER_BLOCK * len(ini.block_names) + MAX_EMPTY_CELLS
+    if cells > allowed:
+        raise LimitError(
+            f"{ini.path}: {len(ini.block_names)} blocks of {geom.block_width}x{geom.block_height} px spread over "
+            f"{width}x{height} px ({cells} block cells, limit {allowed}: "
+            f"{MAX_EMPTY_CELLS_PER_BLOCK} per block + {MAX_EMPTY_CELLS})"
+        )
 
 
 def check_blocks(ini: IniFile) -> None:

@@ -17,12 +17,29 @@ from pathlib import Path
 
 from ... import codecs
 from ...codecs import RGBArray, TileEncoding
-from ...errors import FormatError, SlideNotFoundError, TileReadError, UnsafePathError, UnsupportedFormatError, where
+from ...errors import (
+    CompositeError,
+    FormatError,
+    SlideNotFoundError,
+    TileReadError,
+    UnsafePathError,
+    UnsupportedFormatError,
+    where,
+)
 from ...geometry import TileGrid
 from ...model import AssociatedImage, Level, Slide
 from .blocks import BlockGridReader, ComposedBlockReader, read_block
 from .ini import IniFile, Value, number, parse_ini
-from .placement import Frame, Geometry, base_frame, check_blocks, geometry, positions, regular_grid
+from .placement import (
+    Frame,
+    Geometry,
+    base_frame,
+    check_blocks,
+    check_extent,
+    geometry,
+    positions,
+    regular_grid,
+)
 
 NAME = "cws"
 # Level INI files by producer: ours/Aperio first, then the Olympus/Bacus set (§1.1).
@@ -48,9 +65,17 @@ def listing(directory: Path) -> dict[str, str]:
     """Lower-cased name -> real name of every file in ``directory`` (names match case-insensitively)."""
     try:
         with os.scandir(directory) as entries:
-            return {entry.name.lower(): entry.name for entry in entries if not entry.is_dir()}
+            return {entry.name.lower(): entry.name for entry in entries if not _is_dir(entry)}
     except OSError as err:
         raise SlideNotFoundError(f"{directory}: cannot be listed ({err.strerror or err})") from err
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A directory (symlinks followed); a symlink loop is listed as a file and refused when read."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def sniff(path: Path) -> bool:
@@ -103,8 +128,8 @@ def _measure_first_block(ini: IniFile, files: dict[str, str], directory: Path, s
         real = files.get((name + suffix).lower())
         if real is not None:
             try:
-                info = codecs.jpeg_info(read_block(directory / real))
-            except ValueError as err:
+                info = codecs.checked_jpeg_info(read_block(directory / real))
+            except TileReadError as err:
                 raise FormatError(f"{directory / real}: not a JPEG block ({err})") from err
             return info.width, info.height
     return None
@@ -145,13 +170,18 @@ class _Levels:
         self, ini: IniFile, geom: Geometry, frame: Frame, size: tuple[int, int], ds: float, paths: list[str | None]
     ) -> Level:
         width, height = size
+        check_extent(ini, geom, width, height)
         px, py = positions(ini, geom, frame)
         grid = TileGrid(width, height, geom.block_width, geom.block_height)
         cells = regular_grid(px, py, geom, width, height)
         quality = ini.number("iFinalImageQuality")
         if cells is not None:
             reader: BlockGridReader | ComposedBlockReader = BlockGridReader(
-                cells, self.directory, paths, int(quality) if quality and 1 <= quality <= 100 else None
+                cells,
+                self.directory,
+                paths,
+                int(quality) if quality and 1 <= quality <= 100 else None,
+                (geom.block_width, geom.block_height),
             )
         else:
             block_size = (geom.block_width, geom.block_height)
@@ -277,20 +307,20 @@ def _associated(directory: Path, files: dict[str, str]) -> dict[str, AssociatedI
             continue
         path = directory / real
         try:
-            with path.open("rb") as fh:
-                info = codecs.jpeg_info(fh.read(1 << 20))
-        except (OSError, ValueError) as err:
+            info = codecs.checked_jpeg_info(read_block(path))
+        except CompositeError as err:
             warnings.warn(f"{path}: {name} image skipped, not a readable JPEG ({err})", stacklevel=4)
             continue
-        images[name] = AssociatedImage(name, info.width, info.height, _loader(path), _encoded(path, info.rgb))
+        loader = _loader(path, (info.width, info.height))
+        images[name] = AssociatedImage(name, info.width, info.height, loader, _encoded(path, info.rgb))
     return images
 
 
-def _loader(path: Path) -> Callable[[], RGBArray]:
+def _loader(path: Path, size: tuple[int, int]) -> Callable[[], RGBArray]:
     def load() -> RGBArray:
         data = read_block(path)
         try:
-            return codecs.decode_jpeg(data)
+            return codecs.decode_jpeg(data, size=size)
         except TileReadError as err:
             raise TileReadError(f"{path}: {err}") from err
 

@@ -26,7 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ... import codecs
-from ...errors import FormatError, LimitError, TileReadError, UnsupportedFormatError
+from ...errors import CompositeError, FormatError, LimitError, TileReadError, UnsupportedFormatError
+from ...limits import open_regular
 
 FrameCodec = Literal["none", "jpeg", "jpeg2000", "jpegls", "dicomrle"]
 
@@ -73,7 +74,7 @@ def read_header(path: Path, *, tags: list[str] | None = None) -> Any:
         with warnings.catch_warnings():  # pydicom warns about odd values; the library never prints
             warnings.simplefilter("ignore")
             return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
-    except (pydicom.errors.InvalidDicomError, ValueError, EOFError, OSError, KeyError, struct.error) as err:
+    except Exception as err:  # pydicom raises many types on damaged elements
         raise FormatError(f"{path}: not a readable DICOM file ({err})") from err
 
 
@@ -95,19 +96,26 @@ class Instance:
     def __init__(self, path: Path) -> None:
         pydicom = import_pydicom(path)
         self.path = path
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fd = open_regular(path)
+        self._size = os.fstat(self._fd).st_size
         try:
             with os.fdopen(os.dup(self._fd), "rb") as fh:
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         ds = pydicom.dcmread(fh, stop_before_pixels=True)
-                except (pydicom.errors.InvalidDicomError, ValueError, EOFError, KeyError, struct.error) as err:
+                except Exception as err:  # pydicom raises many types on damaged elements
                     raise FormatError(f"{path}: not a readable DICOM file ({err})") from err
                 pixel_pos = fh.tell()
                 head = fh.read(12)
+            ds.filename = str(path)  # read through a descriptor: name the file in messages
             self.ds = ds
-            self._setup(ds, pixel_pos, head)
+            try:
+                self._setup(ds, pixel_pos, head)
+            except CompositeError:
+                raise
+            except Exception as err:  # pydicom converts element values lazily: damage surfaces here
+                raise FormatError(f"{path}: damaged DICOM element ({type(err).__name__}: {err})") from err
         except BaseException:
             os.close(self._fd)
             raise
@@ -166,6 +174,8 @@ class Instance:
 
     # -- locating frames -----------------------------------------------------------------------
     def _read(self, size: int, offset: int) -> bytes:
+        if offset < 0 or size < 0 or offset + size > self._size:  # before pread allocates ``size``
+            raise TileReadError(f"{self.path}: {size} bytes at byte {offset} lie past the end (file truncated)")
         data = os.pread(self._fd, size, offset)
         if len(data) != size:
             raise TileReadError(f"{self.path}: cut short at byte {offset} (file truncated)")

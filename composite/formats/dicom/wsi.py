@@ -25,7 +25,7 @@ import numpy as np
 
 from ... import codecs
 from ...codecs import RGBArray, TileEncoding
-from ...errors import FormatError
+from ...errors import FormatError, TileReadError
 from ...geometry import TileGrid
 from ...model import AssociatedImage, Level, Slide
 from .instance import Instance, int_value, ycbcr_to_rgb
@@ -61,7 +61,8 @@ def _encoding(inst: Instance) -> TileEncoding | None:
 def decode_rgb(inst: Instance, index: int) -> RGBArray:
     """Frame ``index`` as 8-bit RGB, decoded the way OpenSlide decodes WSI frames."""
     if inst.codec == "jpeg" and inst.bits_allocated == 8 and inst.samples == 3:
-        return codecs.decode_jpeg(inst.frame(index), rgb=_JPEG_PHOTOMETRIC.get(inst.photometric))
+        size = (inst.columns, inst.rows)  # a frame's JPEG must declare the frame size
+        return codecs.decode_jpeg(inst.frame(index), rgb=_JPEG_PHOTOMETRIC.get(inst.photometric), size=size)
     samples = inst.samples_of(index)
     if inst.codec == "jpeg2000" and inst.samples == 3 and not _J2K_PHOTOMETRIC.get(inst.photometric, True):
         return ycbcr_to_rgb(samples)
@@ -152,7 +153,12 @@ class DicomTileReader:
 
     def read_tile(self, col: int, row: int) -> RGBArray | None:
         found = self._find(col, row)
-        return None if found is None else decode_rgb(*found)
+        if found is None:
+            return None
+        try:
+            return decode_rgb(*found)
+        except TileReadError as err:
+            raise TileReadError(f"{found[0].path}: tile ({col}, {row}): {err}") from err
 
 
 def _level(instances: list[Instance]) -> tuple[TileGrid, DicomTileReader]:

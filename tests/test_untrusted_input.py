@@ -1,0 +1,236 @@
+"""Each class of hostile input from the hardening issue, fixed at its cause (docs/limits.md).
+
+The fuzz suite (test_fuzz.py) finds its own cases; these pin the ones the issue named, so a
+regression says which rule broke. Commands run in a forked child under a time and memory limit
+(tests/fuzz/runner.py): a hang or a balloon is reported instead of stalling the suite.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import composite
+from composite import codecs
+from composite.errors import FormatError, LimitError, TileReadError
+from composite.synthetic import write_synthetic_slide
+from tests.fuzz import runner
+from tests.fuzz.binary import parse_tiff
+from tests.fuzz.seeds import copy_seed, make_seeds
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return {s.name: s.path for s in make_seeds(tmp_path_factory.mktemp("seeds"))}
+
+
+def cli(argv: list[str], case: Path) -> runner.RunResult:
+    (case / "out").mkdir(exist_ok=True)
+    result = runner.run(argv, case)
+    result.problems = runner.judge(result, case)
+    return result
+
+
+def one_line(result: runner.RunResult, *needles: str) -> str:
+    assert result.status == 2 and not result.problems, result
+    line = result.stderr.strip()
+    assert "\n" not in line and all(n in line for n in needles), line
+    return line
+
+
+@pytest.mark.parametrize("target", ["itself", "first"])
+def test_an_ifd_chain_that_loops_is_refused(target: str, seeds: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "loop.svs"
+    shutil.copyfile(seeds["synthetic.svs"], path)
+    data = bytearray(path.read_bytes())
+    tiff = parse_tiff(bytes(data))
+    assert tiff is not None and len(tiff.ifds) >= 3
+    offset, _, next_pos = tiff.ifds[2]
+    struct.pack_into("<I", data, next_pos, offset if target == "itself" else tiff.ifds[0][0])
+    path.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="IFD chain loops"):
+        composite.open_slide(path)
+    one_line(cli(["convert", str(path), str(tmp_path / "out" / "o.svs")], tmp_path), str(path), "loops")
+
+
+def _set_tag(path: Path, tag: int, value: int, *, count: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    tiff = parse_tiff(bytes(data))
+    assert tiff is not None
+    entry = next(e for e in tiff.ifds[0][1] if e.tag == tag)
+    if count is not None:
+        struct.pack_into("<I", data, entry.pos + 4, count)
+    elif entry.type == 3:
+        struct.pack_into("<H", data, entry.pos + 8, value)
+    else:
+        struct.pack_into("<I", data, entry.pos + 8, value)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "count", "message"),
+    [
+        (322, 15, None, "not a multiple of 16"),  # TileWidth 15
+        (322, 1, None, "not a multiple of 16"),
+        (277, 0, None, "TIFF"),  # SamplesPerPixel 0: tifffile refuses the page, or we do
+        (324, 0, 3, "tile offsets"),  # TileOffsets with a wrong count
+        (256, 4_000_000, None, "tile offsets"),  # huge ImageWidth: the grid no longer matches the offsets
+    ],
+)
+def test_damaged_tiff_tags_are_one_line_in_every_command(
+    tag: int, value: int, count: int | None, message: str, seeds: dict[str, Path], tmp_path: Path
+) -> None:
+    path = tmp_path / "damaged.svs"
+    shutil.copyfile(seeds["synthetic.svs"], path)
+    _set_tag(path, tag, value, count=count)
+    for argv in (
+        ["info", str(path)],
+        ["convert", str(path), str(tmp_path / "out" / "o.svs")],
+        ["export", str(path), str(tmp_path / "out" / "e")],
+    ):
+        one_line(cli(argv, tmp_path), str(path), message)
+
+
+def test_emptied_jpegtables_report_the_tile(seeds: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "tables.svs"
+    shutil.copyfile(seeds["synthetic.svs"], path)
+    _set_tag(path, 347, 0, count=2)
+    line = one_line(cli(["convert", str(path), str(tmp_path / "out" / "o.tif"), "--compression", "lzw"], tmp_path))
+    assert f"{path}: tile (" in line
+
+
+def _bomb(block: bytes, width: int, height: int) -> bytes:
+    """The same JPEG with a frame header claiming ``width`` x ``height``."""
+    for marker, start, _ in codecs.iter_jpeg_segments(block):
+        if marker == 0xC0:
+            out = bytearray(block)
+            out[start + 5 : start + 9] = struct.pack(">HH", height, width)
+            return bytes(out)
+    raise AssertionError("no SOF0")
+
+
+@pytest.mark.parametrize("side", [20_000, 65_000])
+def test_a_block_whose_header_disagrees_with_the_ini_is_damaged_not_decoded(
+    side: int, seeds: dict[str, Path], tmp_path: Path
+) -> None:
+    slide = copy_seed(composite_seed(seeds, "cws"), tmp_path)
+    block = slide / "Da4.jpg"
+    block.write_bytes(_bomb(block.read_bytes(), side, side))
+    result = cli(["convert", str(slide), str(tmp_path / "out" / "o.tif"), "--compression", "lzw"], tmp_path)
+    line = one_line(result, f"{block}: tile (", "JPEG header says", "container says")
+    assert result.max_rss < 400 << 20, line
+    with composite.open_slide(slide) as opened, pytest.raises(TileReadError, match="JPEG header says"):
+        opened.read_region((0, 0), 0, opened.dimensions)
+
+
+def composite_seed(seeds: dict[str, Path], name: str) -> object:
+    from tests.fuzz.seeds import Seed
+
+    return Seed("x", name, seeds[name])
+
+
+def test_an_associated_image_bomb_is_refused(seeds: dict[str, Path], tmp_path: Path) -> None:
+    slide = copy_seed(composite_seed(seeds, "cws"), tmp_path)
+    label = slide / "Label.jpg"
+    label.write_bytes(_bomb(label.read_bytes(), 65_000, 65_000))
+    result = cli(["export", str(slide), str(tmp_path / "out" / "e"), "--associated"], tmp_path)
+    assert not result.problems and result.max_rss < 400 << 20, result
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the scanner seed has one missing block
+def test_scanner_blocks_may_be_cropped_but_not_larger(seeds: dict[str, Path], tmp_path: Path) -> None:
+    slide = copy_seed(composite_seed(seeds, "scanner"), tmp_path)
+    with composite.open_slide(slide) as opened:
+        opened.read_region((0, 0), 0, opened.dimensions)  # the cropped last column reads
+    block = slide / "Da0.jpg"
+    block.write_bytes(_bomb(block.read_bytes(), 800, 480))
+    with composite.open_slide(slide) as opened, pytest.raises(TileReadError, match=f"{block}: tile \\(0, 0\\)"):
+        opened.read_region((0, 0), 0, opened.dimensions)
+
+
+def test_two_one_pixel_blocks_far_apart_are_refused_before_allocating(tmp_path: Path) -> None:
+    slide = tmp_path / "spread"
+    slide.mkdir()
+    pixel = codecs.encode_jpeg(np.zeros((1, 1, 3), np.uint8), quality=90)
+    for name in ("Da0", "Da1"):
+        (slide / f"{name}.jpg").write_bytes(pixel)
+    (slide / "FinalScan.ini").write_text(
+        "[Header]\niImageWidth=1\niImageHeight=1\nlXStepSize=4\nlYStepSize=4\n"
+        "[Da0]\nx=0\ny=0\n[Da1]\nx=80000\ny=80000\n"
+    )
+    with pytest.raises(LimitError, match="spread over"):
+        composite.open_slide(slide)
+    result = cli(["convert", str(slide), str(tmp_path / "out" / "o.svs")], tmp_path)
+    one_line(result, "FinalScan.ini", "spread over")
+    assert result.max_rss < 400 << 20
+
+
+@pytest.mark.parametrize("how", ["other-manifest", "hard-link", "symlink", "plain-name"])
+def test_manifest_cycles_are_found_by_file_identity(how: str, seeds: dict[str, Path], tmp_path: Path) -> None:
+    directory = tmp_path / "m"
+    shutil.copytree(seeds["mosaic"], directory)
+    manifest = directory / "mosaic.aci"
+    alias = {"other-manifest": "other.aci", "hard-link": "linked.aci", "symlink": "alias.txt", "plain-name": "copy.dat"}
+    name = alias[how]
+    if how == "other-manifest":
+        (directory / name).write_text("mosaic.aci 0 0\n")
+    elif how == "hard-link":
+        os.link(manifest, directory / name)
+    elif how == "symlink":
+        os.symlink("mosaic.aci", directory / name)
+    else:
+        (directory / name).write_text("mosaic.aci 5 5\n")
+    manifest.write_text(manifest.read_text() + f"{name} 0 0\n")
+    with pytest.raises(FormatError, match="manifests include each other"):
+        composite.open_slide(manifest)
+    one_line(cli(["convert", str(manifest), str(tmp_path / "out" / "o.svs")], tmp_path), "include each other")
+
+
+def test_a_component_that_is_a_symlink_loop_is_one_line(seeds: dict[str, Path], tmp_path: Path) -> None:
+    directory = tmp_path / "m"
+    shutil.copytree(seeds["mosaic"], directory)
+    (directory / "part1.tif").unlink()
+    os.symlink("part1.tif", directory / "part1.tif")
+    one_line(cli(["info", str(directory / "mosaic.aci")], tmp_path), "mosaic.aci:3", "part1.tif")
+
+
+def test_a_pile_of_identical_lines_paints_once(seeds: dict[str, Path], tmp_path: Path) -> None:
+    directory = tmp_path / "m"
+    shutil.copytree(seeds["mosaic"], directory)
+    pile = directory / "pile.aci"
+    pile.write_text("part1.tif 0 0\n" * 50_000 + "part0.tif 0 0\n")
+    with composite.open_slide(pile) as slide, composite.open_slide(directory / "part0.tif") as part:
+        assert np.array_equal(slide.read_region((0, 0), 0, (300, 260)), part.read_region((0, 0), 0, (300, 260)))
+    result = cli(["convert", str(pile), str(tmp_path / "out" / "o.svs"), "--quiet"], tmp_path)
+    assert result.status == 0 and not result.problems, result
+
+
+def test_dicom_errors_name_the_file(openslide_data: Path, tmp_path: Path) -> None:
+    path = tmp_path / "frame.dcm"
+    data = bytearray((openslide_data / "boxes_0.dcm").read_bytes())
+    start = data.find(b"\xff\xd8\xff", 132)
+    sof = data.find(b"\xff\xc0", start)
+    struct.pack_into(">H", data, sof + 2, 0)  # a frame header with no length
+    path.write_bytes(bytes(data))
+    one_line(
+        cli(["convert", str(path), str(tmp_path / "out" / "o.tif"), "--compression", "lzw"], tmp_path),
+        f"{path}: tile (0, 0)",
+    )
+
+
+def test_damaged_tiles_in_worker_threads_name_path_and_tile(tmp_path: Path) -> None:
+    path = write_synthetic_slide(tmp_path / "s.svs", width=900, height=700, tile_size=240, min_level_size=128)
+    with composite.open_slide(path) as slide:
+        level = slide.levels[0]
+        offset = int(level.reader._offsets[4])  # type: ignore[attr-defined]
+    data = bytearray(path.read_bytes())
+    data[offset + 2 : offset + 40] = b"\x00" * 38
+    path.write_bytes(bytes(data))
+    # Re-encoding to another tile size decodes on the pipeline's thread pool.
+    argv = ["convert", str(path), str(tmp_path / "out" / "o.svs"), "--tile-size", "256", "--workers", "2"]
+    one_line(cli(argv, tmp_path), f"{path}: tile (")
