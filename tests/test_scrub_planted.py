@@ -209,7 +209,12 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with openslide.OpenSlide(aperio) as check:
         assert check.properties["openslide.vendor"] == "aperio"
         assert {"label", "macro", "thumbnail"} <= set(check.associated_images)
-    return {"aperio": aperio, "plain": plain}
+    # a CWS directory copied from the Aperio source without --scrub: its blocks, INI header
+    # (tDescription, tWebSlideTitle) and Label/Macro files carry the markers on
+    cws = folder / f"cws-{M['file name']}"
+    redact(aperio, cws, RedactPlan(), options=WriteOptions())
+    assert len({found.split(": ")[1] for found in leaks(cws)}) >= 10
+    return {"aperio": aperio, "plain": plain, "cws": cws}
 
 
 OUTPUTS = {
@@ -241,14 +246,18 @@ def leaks(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("source", ["aperio", "plain"])
+@pytest.mark.parametrize("source", ["aperio", "plain", "cws"])
 def test_no_marker_reaches_any_output(sources: dict[str, Path], source: str, tmp_path: Path) -> None:
     src = sources[source]
     plan = RedactPlan(boxes=[Box(300, 200, 200, 150)], scrub=True)
     checked = 0
     for fmt, (name, extra) in OUTPUTS.items():
         dst = tmp_path / name
-        redact(src, dst, plan, to="tiff" if fmt == "ome-tiff" else None, options=WriteOptions(extra=dict(extra)))
+        report, _ = redact(
+            src, dst, plan, to="tiff" if fmt == "ome-tiff" else None, options=WriteOptions(extra=dict(extra))
+        )
+        if fmt in ("svs", "cws"):
+            assert report.levels[0].copied_tiles > 0, "scrubbing keeps the byte copy (no re-encode)"
         files = list(output_files(dst))
         assert files, f"{fmt}: nothing written"
         assert leaks(dst) == [], f"{fmt}: markers survived --scrub"
