@@ -144,10 +144,14 @@ def test_other_commands_do_not_load_the_server() -> None:
     code = "import sys; from composite.cli import build_parser; build_parser(); print('aiohttp' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert done.stdout.strip() == "False"
-    from composite.cli.serve import CACHE_MB
+    from composite.cli import serve
+    from composite.server import limits
     from composite.server.files import FILE_CACHE_BYTES
 
-    assert CACHE_MB << 20 == FILE_CACHE_BYTES
+    assert serve.CACHE_MB << 20 == FILE_CACHE_BYTES
+    assert serve.HEADER_TIMEOUT == limits.HEADER_TIMEOUT
+    assert serve.KEEPALIVE_TIMEOUT == limits.KEEPALIVE_TIMEOUT
+    assert serve.MAX_CONNECTIONS == limits.MAX_CONNECTIONS
 
 
 def test_default_is_one_worker_per_core(root: Path) -> None:

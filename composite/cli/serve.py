@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from .args import int_in
+from .args import int_in, positive_float
 
 
 def default_workers() -> int:
@@ -25,9 +26,26 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-# The server's default (composite.server.files.FILE_CACHE_BYTES; a test keeps the two equal). The
-# server and aiohttp are imported only when serving: 20 MB that no other command should carry.
+# The server's defaults (composite.server.files.FILE_CACHE_BYTES and composite.server.limits; a
+# test keeps them equal). The server and aiohttp are imported only when serving: 20 MB that no
+# other command should carry.
 CACHE_MB = 64
+HEADER_TIMEOUT = 20.0
+KEEPALIVE_TIMEOUT = 75.0
+MAX_CONNECTIONS = 4096
+
+
+def seconds(what: str) -> Callable[[str], float]:
+    """A positive number of seconds, at most a day (a timer further off is no limit at all)."""
+    positive = positive_float(what)
+
+    def parse(text: str) -> float:
+        value = positive(text)
+        if value > 86400:
+            raise argparse.ArgumentTypeError(f"{what} must be at most 86400 seconds, got {text!r}")
+        return value
+
+    return parse
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +67,27 @@ def register(subparsers: Any) -> None:
         metavar="MB",
         help=f"memory per worker for small files served again (default {CACHE_MB}; 0 reads every time)",
     )
+    parser.add_argument(
+        "--header-timeout",
+        type=seconds("--header-timeout"),
+        default=HEADER_TIMEOUT,
+        metavar="SECONDS",
+        help=f"a new connection not done sending its request header by then is closed (default {HEADER_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--keepalive-timeout",
+        type=seconds("--keepalive-timeout"),
+        default=KEEPALIVE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"an idle kept-alive connection is closed after this (default {KEEPALIVE_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int_in(1, 1 << 20, "--max-connections"),
+        default=MAX_CONNECTIONS,
+        metavar="N",
+        help=f"per worker; above it idle connections are closed, oldest first (default {MAX_CONNECTIONS})",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument(
         "--shutdown-timeout",
@@ -62,6 +101,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..server import create_handler
+    from ..server.limits import Limits
     from ..server.run import listen, serve
 
     create_handler(args.root, cors=args.cors, cache_bytes=0)  # a bad ROOT is reported before anything listens
@@ -75,6 +115,11 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers or default_workers(),
         access_log=None if args.quiet else sys.stderr,
         shutdown_timeout=args.shutdown_timeout,
+        limits=Limits(
+            header_timeout=args.header_timeout,
+            keepalive_timeout=args.keepalive_timeout,
+            max_connections=args.max_connections,
+        ),
     )
     print("stopped", file=sys.stderr, flush=True)
     return status

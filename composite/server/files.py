@@ -15,20 +15,30 @@ larger files are streamed in chunks read on a worker thread. Both follow the sam
 conditional requests, one byte range per request. Text files (INI, HTML, JS, CSS, JSON) are
 gzip-compressed for clients that accept it, with their own ETag; compressed bodies are cached by
 (path, mtime, size), bounded in bytes.
-A ``Range`` header with several ranges, or one that does not parse, is ignored (a 200 with the
-whole file, as RFC 9110 allows); multipart range responses are not supported.
+
+Ranges follow RFC 9110 §14: ``bytes=a-b``, ``bytes=a-``, ``bytes=-n`` (unit case-insensitive,
+ASCII digits only) on GET. A ``Range`` header with several ranges, one that does not parse (other
+digits than ASCII ones included), a Range on HEAD or on an empty file is ignored (a 200 with the
+whole file, as RFC 9110 allows); multipart range responses are not supported. A value beyond
+2**63 - 1 (more than 19 significant digits: no file is that large) is a 416, as nginx answers.
+``If-Range`` (§13.1.5) keeps the range only for the current ETag compared strongly (a weak tag
+never matches) or an HTTP-date equal to Last-Modified; anything else gives the whole file.
+A large file that cannot be sent in full (truncated or unreadable while being sent) ends with the
+connection closed, so a short body is never taken for a complete one on a kept-alive connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import math
 import os
 import re
 import stat
 from pathlib import Path
 
 from aiohttp import hdrs, web
+from aiohttp.helpers import parse_http_date
 from multidict import CIMultiDictProxy
 
 from .memory import SMALL_FILE, Block, BlockCache, ByteCache, etag_of, http_date, read_small, validator
@@ -61,7 +71,8 @@ FILE_CACHE_BYTES = 64 * 1024 * 1024
 CHUNK = 256 * 1024
 GZIP_MAX_FILE = 64 * 1024 * 1024
 GZIP_CACHE_BYTES = 64 * 1024 * 1024
-_SINGLE_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_SINGLE_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.IGNORECASE)
+MAX_OFFSET = (1 << 63) - 1  # nginx's limit (off_t): a larger value is a 416 there and here
 # Refused anywhere in a URL tail: a leading or doubled slash, a segment starting with a dot
 # (hidden names, "." and ".."), an empty last segment, backslashes, NUL, a drive letter.
 _REFUSED = re.compile(r"^/|//|(^|/)\.|/$|[\\\x00]|(^|/)[A-Za-z]:")
@@ -141,25 +152,47 @@ def _precondition(request: web.BaseRequest, etags: tuple[str, ...], mtime: float
     return None
 
 
-def _byte_range(request: web.BaseRequest, size: int, mtime: float) -> tuple[int, int] | None:
+def _offset(digits: str) -> int:
+    """The value of a run of ASCII digits, or -1 beyond :data:`MAX_OFFSET` (never a huge int())."""
+    if len(digits) > 19:
+        digits = digits.lstrip("0")
+        if len(digits) > 19:
+            return -1
+    value = int(digits or "0")
+    return value if value <= MAX_OFFSET else -1
+
+
+def _if_range_holds(value: str, etag: str, mtime: float) -> bool:
+    """RFC 9110 §13.1.5: an entity-tag compared strongly, or a date equal to Last-Modified."""
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        return value == etag  # our ETags are strong: a weak tag never equals one
+    since = parse_http_date(value)
+    return since is not None and since.timestamp() == math.ceil(mtime)
+
+
+def _byte_range(request: web.BaseRequest, size: int, etag: str, mtime: float) -> tuple[int, int] | None:
     """(start, stop) of the one range asked for; None for the whole file; (-1, -1) if unsatisfiable."""
     header = request.headers.get(hdrs.RANGE)
-    if header is None:
-        return None
-    if_range = request.if_range
-    if if_range is not None and mtime > if_range.timestamp():
+    if header is None or request.method != hdrs.METH_GET or size == 0:
+        return None  # RFC 9110 §14.2: range handling is defined for GET only
+    if_range = request.headers.get(hdrs.IF_RANGE)
+    if if_range is not None and not _if_range_holds(if_range, etag, mtime):
         return None
     match = _SINGLE_RANGE.fullmatch(header.strip())
     if match is None or match.group(1) == match.group(2) == "":
-        return None  # several ranges, another unit, or garbage: ignore the header
+        return None  # several ranges, another unit, other digits, or garbage: ignore the header
     first, last = match.group(1), match.group(2)
+    start = _offset(first) if first else 0
+    end = _offset(last) if last else 0
+    if start < 0 or end < 0:
+        return (-1, -1)
     if first == "":
-        start, stop = max(0, size - int(last)), size
+        start, stop = max(0, size - end), size
     else:
-        start = int(first)
-        stop = size if last == "" else min(int(last) + 1, size)
-        if last != "" and int(last) < start:
-            return None
+        if last != "" and end < start:
+            return None  # an invalid range-spec: ignore the header
+        stop = size if last == "" else min(end + 1, size)
     if start >= size or start >= stop:
         return (-1, -1)
     return start, stop
@@ -251,7 +284,7 @@ class FileSender:
                 raise web.HTTPNotFound() from None
         if block is not None:
             size = len(block.body)
-            span = _byte_range(request, size, block.mtime)
+            span = _byte_range(request, size, block.etag, block.mtime)
             if span is None:
                 return web.Response(body=block.body, headers=block.headers)
             start, stop = span
@@ -263,7 +296,7 @@ class FileSender:
                 headers={**block.headers, hdrs.CONTENT_RANGE: f"bytes {start}-{stop - 1}/{size}"},
             )
         headers[hdrs.ACCEPT_RANGES] = "bytes"
-        span = _byte_range(request, st.st_size, st.st_mtime)
+        span = _byte_range(request, st.st_size, etag, st.st_mtime)
         if span == (-1, -1):
             return web.Response(status=416, headers={hdrs.CONTENT_RANGE: f"bytes */{st.st_size}"})
         start, stop, status = 0, st.st_size, 200
@@ -275,8 +308,11 @@ class FileSender:
         stream.content_length = stop - start
         _validators(stream, etag, st.st_mtime)
         await stream.prepare(request)
-        if request.method != "HEAD":
-            await _stream_file(stream, path, start, stop)
+        if request.method != "HEAD" and not await _stream_file(stream, path, start, stop):
+            # A short body must not be followed by another response on this connection: close it
+            # (what was written is still flushed) and let aiohttp see the write_eof fail.
+            request.protocol.force_close()
+            return stream
         await stream.write_eof()
         return stream
 
@@ -301,19 +337,28 @@ class FileSender:
         return response
 
 
-async def _stream_file(response: web.StreamResponse, path: str, start: int, stop: int) -> None:
-    """Send bytes [start, stop) of a large file in chunks read on a worker thread."""
+async def _stream_file(response: web.StreamResponse, path: str, start: int, stop: int) -> bool:
+    """Send bytes [start, stop) of a large file in chunks read on a worker thread.
+
+    False when they could not all be sent: the file shrank or failed to read, or the client left.
+    """
     loop = asyncio.get_running_loop()
-    handle = await loop.run_in_executor(None, open, path, "rb")
+    try:
+        handle = await loop.run_in_executor(None, open, path, "rb")
+    except OSError:
+        return False
     try:
         await loop.run_in_executor(None, handle.seek, start)
         remaining = stop - start
         while remaining > 0:
             chunk = await loop.run_in_executor(None, handle.read, min(CHUNK, remaining))
             if not chunk:
-                break  # the file shrank under us: the client sees a short body, not a hang
+                return False  # the file shrank under us
             await response.write(chunk)
             remaining -= len(chunk)
+        return True
+    except OSError:  # a read error, or the client has gone (ConnectionError)
+        return False
     finally:
         await loop.run_in_executor(None, handle.close)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from ..errors import CompositeError
 from . import Handler
 from .accesslog import PLACEHOLDER_LOGGER, AccessLog
+from .limits import LimitedServer, Limits, connection_cap, raise_fd_limit
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -69,14 +71,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 async def _run_handler(
-    handler: Handler, sock: socket.socket, *, access_log: TextIO | None, shutdown_timeout: float
+    handler: Handler, sock: socket.socket, *, access_log: TextIO | None, shutdown_timeout: float, limits: Limits
 ) -> None:
     log = AccessLog(access_log) if access_log is not None else None
     if log is None:
-        server = web.Server(handler, access_log=None, logger=ERROR_LOG)
+        server = LimitedServer(handler, limits=limits, access_log=None, logger=ERROR_LOG)
     else:
-        server = web.Server(
-            handler, access_log_class=log.logger_class(), access_log=PLACEHOLDER_LOGGER, logger=ERROR_LOG
+        server = LimitedServer(
+            handler,
+            limits=limits,
+            access_log_class=log.logger_class(),
+            access_log=PLACEHOLDER_LOGGER,
+            logger=ERROR_LOG,
         )
     runner = web.ServerRunner(server, shutdown_timeout=shutdown_timeout)
     await runner.setup()
@@ -104,13 +110,23 @@ def serve(
     workers: int = 1,
     access_log: TextIO | None = None,
     shutdown_timeout: float = 5.0,
+    limits: Limits | None = None,
 ) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit status (0 after a requested stop).
 
-    ``access_log``: the stream that gets one line per request (:mod:`composite.server.accesslog`).
+    ``access_log``: the stream that gets one line per request (:mod:`composite.server.accesslog`);
+    ``limits``: header and keep-alive timeouts and the connection cap per worker
+    (:mod:`composite.server.limits`). The soft limit on open files is raised to the hard one first,
+    and the cap kept below it.
     """
+    limits = limits or Limits()
+    cap = connection_cap(limits.max_connections, raise_fd_limit())
+    limits = dataclasses.replace(limits, max_connections=cap)
     if workers <= 1:
-        _run(_run_handler(make_handler(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
+        main = _run_handler(
+            make_handler(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout, limits=limits
+        )
+        _run(main)
         return 0
     if not hasattr(os, "fork"):
         raise CompositeError("--workers above 1 needs a POSIX system (fork)")
@@ -123,7 +139,10 @@ def serve(
         if pid == 0:  # a worker: serve, then leave without running the parent's cleanup
             status = 1
             try:
-                _run(_run_handler(make_handler(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout))
+                main = _run_handler(
+                    make_handler(), sock, access_log=access_log, shutdown_timeout=shutdown_timeout, limits=limits
+                )
+                _run(main)
                 status = 0
             except Exception:
                 traceback.print_exc()  # os._exit below would swallow it
