@@ -1,5 +1,6 @@
 /*
- * viewer.js: the page around OpenSeadragon — slide list, slide info, thumbnail/label/macro, scale bar.
+ * viewer.js: the page around OpenSeadragon — slide list, slide info, thumbnail/label/macro, scale bar,
+ * and the annotation overlay (annotations.js).
  *
  * The slide comes from the page's query string (?slide=path/to/dir/, relative to this page) or
  * from the slide list the composite server publishes at api/slides; on a plain static host that
@@ -140,6 +141,7 @@
     showInfo(slide);
     showImages(slide, listed);
     state.viewer.open(global.CWS.tileSource(slide));
+    global.CWSAnnotations.loadFor(url.href, listed);
   }
 
   function createViewer() {
@@ -187,6 +189,7 @@
 
   async function main() {
     state.viewer = createViewer();
+    global.CWSAnnotations.attach(state.viewer);
     const listLoaded = loadList();
     const params = new URLSearchParams(location.search);
     await listLoaded;
@@ -207,6 +210,7 @@
       return state.slide;
     },
     open,
+    annotations: global.CWSAnnotations,
     showRegion,
     whenLoaded,
     ready: null,

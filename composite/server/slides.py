@@ -33,6 +33,7 @@ COMPANIONS = {
     "thumbnail": ("slidethumb.jpg", "ss1.jpg"),
     "label": ("label.jpg",),
     "macro": ("macro.jpg",),
+    "annotations": ("annotations.geojson", "annotations.json", "annotations.xml"),  # docs/annotations.md
 }
 LEVEL_INI_NAMES = ("finalscan.ini", "scanslide.ini", "finalcond.ini", "slidescan.ini", "slidecond.ini")
 _MPP_IN_DESCRIPTION = re.compile(r"\|\s*MPP\s*=\s*([0-9.]+)", re.IGNORECASE)
