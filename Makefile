@@ -16,7 +16,7 @@ $(VENV)/bin/activate:
 
 .stamp-venv: $(VENV)/bin/activate pyproject.toml
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test,dicom]'
+	$(PIP) install --quiet -e '.[test,dicom,dask]'
 	touch $@
 
 venv: .stamp-venv

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import CompositeError
 
-COMMAND_MODULES = ("info", "export", "quality", "redact", "serve", "convert", "compose", "annotations")
+COMMAND_MODULES = ("info", "export", "quality", "redact", "serve", "convert", "compose", "annotations", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

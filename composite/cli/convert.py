@@ -37,6 +37,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("source", help="slide file or directory to read")
     parser.add_argument("destination", help="output path: .svs, .tif/.tiff, .aci, or a directory for CWS")
     parser.add_argument("--to", metavar="|".join(WRITERS), help="output format (default: from DST's extension)")
+    add_write_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def add_write_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say how a slide is written (``convert`` and ``batch`` share them)."""
     parser.add_argument("--tile-size", type=tile_size, metavar="N|WxH", help="tile size (default: keep the source's)")
     parser.add_argument("--compression", choices=COMPRESSIONS, help="tile codec (default: the source's, else jpeg)")
     quality = int_in(1, 100, "quality")
@@ -49,19 +56,18 @@ def register(subparsers: Any) -> None:
     workers = int_in(1, None, "workers")
     parser.add_argument("--workers", type=workers, metavar="N", help="decode/encode threads (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_convert_options(parser)  # --piece-size, --piece-format, --allow-outside (ACI)
-    parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def write_options(args: argparse.Namespace) -> WriteOptions:
+    """The :class:`WriteOptions` of ``add_write_options``'s arguments."""
     extra: dict[str, Any] = {"bigtiff": args.bigtiff}
     if args.ome:
         extra["ome"] = True
     if args.ycbcr:
         extra["ycbcr"] = True
     extra.update(convert_extra(args))
-    options = WriteOptions(
+    return WriteOptions(
         tile_size=args.tile_size,
         compression=args.compression,
         quality=args.quality,
@@ -69,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         extra=extra,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    options = write_options(args)
     with progress_bar(quiet=args.quiet) as progress, convert_source(args) as source:
         report = convert(source, args.destination, to=args.to, options=options, progress=progress)
     print(f"{report.destination}  [{report.format}]")

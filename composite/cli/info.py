@@ -1,13 +1,20 @@
-"""``wsi-composite info SLIDE [--json]``: levels, metadata and associated images of a slide."""
+"""``wsi-composite info SLIDE [--json]``: levels, metadata and associated images of a slide.
+
+A directory that is not itself a slide (CWS, DICOM series) lists the slides below it, found as
+``batch`` finds them: path, format, dimensions, mpp, magnification, levels, size on disk
+(``--json``: a list of objects; a slide that cannot be opened has its one-line ``error``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
+from ..errors import CompositeError, UnsupportedFormatError
 from ..model import Slide
-from ..registry import open_slide
+from ..registry import detect_format, open_slide
 
 
 def register(subparsers: Any) -> None:
@@ -45,6 +52,11 @@ def describe(slide: Slide) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if Path(args.slide).is_dir():
+        try:
+            detect_format(args.slide)
+        except UnsupportedFormatError:
+            return list_directory(Path(args.slide), as_json=args.json)
     with open_slide(args.slide) as slide:
         info = describe(slide)
     if args.json:
@@ -70,4 +82,49 @@ def run(args: argparse.Namespace) -> int:
         print("  properties:")
         for key, value in sorted(info["properties"].items()):
             print(f"    {key} = {value.replace(chr(13), '').replace(chr(10), ' ')}")
+    return 0
+
+
+def summarize(path: Path, root: Path) -> dict[str, Any]:
+    """One row of a directory listing: what ``info`` says of a slide in brief, or its error."""
+    from ..batch.ledger import output_size
+
+    row: dict[str, Any] = {"path": str(path.relative_to(root)) if path.is_relative_to(root) else str(path)}
+    try:
+        row["size"] = output_size(path)
+        with open_slide(path) as slide:
+            row |= {
+                "format": slide.format,
+                "width": slide.levels[0].width,
+                "height": slide.levels[0].height,
+                "mpp": list(slide.mpp) if slide.mpp else None,
+                "magnification": slide.magnification,
+                "levels": len(slide.levels),
+            }
+    except (CompositeError, OSError) as err:
+        row["error"] = str(err)
+    return row
+
+
+def list_directory(root: Path, *, as_json: bool) -> int:
+    from ..batch.discover import discover
+
+    found = discover(root, root / ".info-no-output", to="cws")
+    rows = [summarize(job.source, root) for job in found.jobs]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        raise UnsupportedFormatError(f"{root}: directory with no slide in it")
+    print(f"{root}  {len(rows)} slides")
+    for row in rows:
+        if "error" in row:
+            print(f"  {row['path']}  error: {row['error']}")
+            continue
+        mpp = f"{row['mpp'][0]:.4f}" if row["mpp"] else "-"
+        mag = f"{row['magnification']:g}x" if row["magnification"] else "-"
+        print(
+            f"  {row['path']}  [{row['format']}]  {row['width']} x {row['height']}  mpp {mpp}  {mag}"
+            f"  {row['levels']} levels  {row['size'] / 1e6:.1f} MB"
+        )
     return 0

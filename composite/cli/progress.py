@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,8 +13,13 @@ from ..progress import ProgressCallback, no_progress
 
 
 @contextmanager
-def progress_bar(*, quiet: bool = False, unit: str = "tile") -> Iterator[ProgressCallback]:
-    """Yield a callback drawing a bar on stderr; silent when ``quiet`` or stderr is not a terminal."""
+def progress_bar(
+    *, quiet: bool = False, unit: str = "tile", postfix: Callable[[], str] | None = None
+) -> Iterator[ProgressCallback]:
+    """Yield a callback drawing a bar on stderr; silent when ``quiet`` or stderr is not a terminal.
+
+    ``postfix`` (called at each update) adds text after the rate, e.g. a batch's megapixels/s.
+    """
     if quiet or not sys.stderr.isatty():
         yield no_progress
         return
@@ -27,6 +32,8 @@ def progress_bar(*, quiet: bool = False, unit: str = "tile") -> Iterator[Progres
                 finished.close()
             bars.clear()
             bar = bars[stage] = tqdm(total=total, desc=stage, unit=unit, leave=False, dynamic_ncols=True)
+        if postfix is not None:
+            bar.set_postfix_str(postfix(), refresh=False)
         bar.update(done - bar.n)
 
     try:
