@@ -215,3 +215,20 @@ def test_cli_and_worker_import_no_more_than_they_need() -> None:
     worker = f"import sys, composite.batch.worker; print([m for m in {names!r} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", worker], capture_output=True, text=True, check=True, cwd=REPO)
     assert done.stdout.strip() == "[]"
+
+
+def test_progress_bar_and_dashboard_on_a_terminal_only(tmp_path: Path) -> None:
+    from .test_progress_cli import _run
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.svs", "b.svs"):
+        write_synthetic_slide(src / name, width=700, height=500, tile_size=240)
+    code, shown = _run(["batch", str(src), str(tmp_path / "tty"), "--to", "cws"], terminal=True)
+    assert code == 0, shown
+    assert "slide" in shown and "MP/s" in shown and "%|" in shown, shown  # the bar: slides, rate, MP/s
+    assert "dashboard http://" in shown and "wsi-composite: local " in shown
+    for variant, terminal in (("pipe", False), ("quiet", True)):
+        extra = ["--quiet"] if variant == "quiet" else []
+        code, shown = _run(["batch", str(src), str(tmp_path / variant), "--to", "cws", *extra], terminal=terminal)
+        assert code == 0 and shown == "", shown
