@@ -137,9 +137,9 @@ def run_tasks(
             future.release()
             if outcome is None:
                 order.insert(0, index)  # once more, first in line
-            else:
+            submit()  # before recording this one: the workers are not kept waiting on the ledger
+            if outcome is not None:
                 on_result(index, outcome)
-            submit()
     return description, link
 
 

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,15 +127,24 @@ def read_ledger(dst: Path) -> dict[str, dict[str, Any]]:
     return entries
 
 
+_last_sync = [0.0]
+
+
 def append(dst: Path, entries: Iterable[Mapping[str, Any]], *, name: str = LEDGER) -> None:
-    """Append JSON lines with one write, flushed to disk (a kill leaves whole lines behind)."""
+    """Append JSON lines with one write (a kill leaves whole lines behind).
+
+    The lines are in the page cache at once, which a killed process cannot lose; they are
+    flushed to disk at most once a second (an fsync can wait for a busy disk's whole journal).
+    """
     data = b"".join(json.dumps(entry, separators=(",", ":")).encode() + b"\n" for entry in entries)
     if not data:
         return
     fd = os.open(dst / name, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, data)
-        os.fsync(fd)
+        if time.monotonic() - _last_sync[0] > 1.0:
+            os.fsync(fd)
+            _last_sync[0] = time.monotonic()
     finally:
         os.close(fd)
 

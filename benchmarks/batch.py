@@ -1,0 +1,223 @@
+"""Batch conversion against shell loops of single converts and a libvips dzsave loop (issue 15).
+
+```sh
+.venv/bin/python benchmarks/batch.py                 # 16 mixed slides, every job once
+.venv/bin/python benchmarks/batch.py --repeat 3      # median of 3, jobs interleaved
+.venv/bin/python benchmarks/batch.py --jobs batch,xargs --rerun 0
+```
+
+The 16 synthetic SVS slides (240-px RGB JPEG tiles, like benchmarks/run.py's) are of mixed sizes,
+four each of 1,500, 3,000, 6,000 and 10,000 px wide, made once into ``benchmarks/cache/batch/``.
+Every job converts all of them to CWS by byte copy, into ``benchmarks/cache/out/batch/``
+(emptied before each job, ``sync`` before each):
+
+- ``batch``: ``wsi-composite batch SRC OUT --to cws --quiet`` (LocalCluster, one worker per core);
+- ``loop``: a shell loop of ``wsi-composite convert SLIDE OUT/NAME --to cws --quiet``, one at a time;
+- ``xargs``: the same converts through ``xargs -P CORES``;
+- ``dzsave``/``dzsave-xargs``: libvips 8.18 (pip, as in run.py) ``dzsave`` of each slide, JPEG Q80
+  256-px tiles, in a loop and through ``xargs -P CORES`` (libvips re-encodes: it has no byte copy);
+- ``batch-1``/``batch-4``: the batch on the first 1 and 4 slides (how its cost grows with the work).
+
+Then the rerun overhead: a finished batch run again (every slide skipped, no cluster started),
+over the 16 slides and over ``--rerun N`` tiny slides (default 1,000: each one a 256 x 192 px SVS,
+converted once first), as wall time per slide; and the fingerprint alone (stat + two 1 MiB reads,
+what a rerun pays for a copied or restored archive) per slide, in-process. Memory: each slide's
+worker peak RSS during its conversion (from batch-report.jsonl) against one ``convert`` of the
+largest slide measured through launch.py. Jobs are timed by measure.py (wall, CPU, peak RSS of the
+whole process tree); results go to ``benchmarks/results/batch-*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import inputs  # noqa: E402
+from measure import Measurement, run_measured  # noqa: E402
+
+from composite.synthetic import write_synthetic_slide  # noqa: E402
+
+CACHE = HERE / "cache" / "batch"
+OUT = HERE / "cache" / "out" / "batch"
+RESULTS = HERE / "results"
+LOGS = HERE / "cache" / "out"
+WIDTHS = (1500, 3000, 6000, 10000)
+CORES = len(os.sched_getaffinity(0))
+
+
+def slides() -> list[Path]:
+    """The 16 mixed slides, made once (interleaved sizes, so no order favours a job)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    made = []
+    for index in range(16):
+        width = WIDTHS[index % len(WIDTHS)]
+        path = CACHE / f"s{index:02d}-{width}.svs"
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.tmp")
+            write_synthetic_slide(tmp, width=width, height=width * 3 // 4, tile_size=240, quality=80)
+            tmp.rename(path)
+        made.append(path)
+    return made
+
+
+def tiny_slides(count: int) -> Path:
+    folder = HERE / "cache" / f"batch-tiny-{count}"
+    if not (folder / f"t{count - 1:05d}.svs").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        first = write_synthetic_slide(folder / "t00000.svs", width=256, height=192, tile_size=240)
+        for index in range(1, count):
+            shutil.copyfile(first, folder / f"t{index:05d}.svs")
+    return folder
+
+
+def source_dir(paths: list[Path], name: str) -> Path:
+    """A folder of symlinks to ``paths`` (batch takes a folder; links cost nothing)."""
+    folder = HERE / "cache" / f"batch-set-{name}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for path in paths:
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+def commands(sources: list[Path], vips: Path | None) -> dict[str, list[str]]:
+    ours = " ".join(inputs.wsi_composite())
+    names = " ".join(str(p) for p in sources)
+    convert = f'{ours} convert "$0" "{OUT}/$(basename "$0" .svs)" --to cws --quiet'
+    jobs = {
+        "batch": [*inputs.wsi_composite(), "batch", str(source_dir(sources, "16")), str(OUT), "--to", "cws", "--quiet"],
+        "loop": ["sh", "-c", f"for f in {names}; do sh -c '{convert}' \"$f\" || exit 1; done"],
+        "xargs": ["sh", "-c", f"printf '%s\\n' {names} | xargs -P {CORES} -n 1 sh -c '{convert}'"],
+        "batch-1": [*inputs.wsi_composite(), "batch", str(source_dir(sources[:1], "1")), str(OUT), "--to", "cws"],
+        "batch-4": [*inputs.wsi_composite(), "batch", str(source_dir(sources[:4], "4")), str(OUT), "--to", "cws"],
+    }
+    jobs["batch-1"].append("--quiet")
+    jobs["batch-4"].append("--quiet")
+    if vips is not None:
+        dz = f'{vips} {HERE / "vips_job.py"} dzsave "$0" "{OUT}/$(basename "$0" .svs)"'
+        jobs["dzsave"] = ["sh", "-c", f"for f in {names}; do sh -c '{dz}' \"$f\" || exit 1; done"]
+        jobs["dzsave-xargs"] = ["sh", "-c", f"printf '%s\\n' {names} | xargs -P {CORES} -n 1 sh -c '{dz}'"]
+    return jobs
+
+
+def run_job(name: str, argv: list[str]) -> Measurement:
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(parents=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    os.sync()
+    result = run_measured(argv, log=LOGS / f"batch-{name}.log")
+    if not result.ok:
+        raise SystemExit(f"{name} failed: {result.stderr_tail}")
+    return result
+
+
+def rerun_overhead(folder: Path, dst: Path) -> dict[str, float]:
+    """Wall per slide of a rerun where every slide is done (no cluster), and of the fingerprint."""
+    count = sum(1 for _ in folder.iterdir())
+    base = [*inputs.wsi_composite(), "batch", str(folder), str(dst), "--to", "cws", "--quiet"]
+    if not (dst / "batch-ledger.jsonl").exists():
+        run_measured(base, log=LOGS / "batch-rerun-first.log")
+    rerun = run_measured(base, log=LOGS / "batch-rerun.log")
+    empty = HERE / "cache" / "batch-empty"
+    empty.mkdir(exist_ok=True)
+    nothing = run_measured(
+        [*inputs.wsi_composite(), "batch", str(empty), str(dst.with_name(dst.name + "-empty")), "--to", "cws"],
+        log=LOGS / "batch-empty.log",
+    )
+    from composite.batch.ledger import signature
+
+    paths = sorted(folder.iterdir())
+    start = time.perf_counter()
+    for path in paths:
+        signature(path.resolve())
+    fingerprint = (time.perf_counter() - start) / len(paths)
+    return {
+        "slides": count,
+        "rerun_wall_s": rerun.wall_s,
+        "startup_wall_s": nothing.wall_s,
+        "per_slide_ms": (rerun.wall_s - nothing.wall_s) / count * 1000,
+        "per_slide_with_startup_ms": rerun.wall_s / count * 1000,
+        "fingerprint_ms": fingerprint * 1000,
+    }
+
+
+def memory(sources: list[Path]) -> dict[str, float]:
+    """Worker peak RSS per slide (last batch run) against one convert of the largest slide."""
+    lines = [json.loads(line) for line in (OUT / "batch-report.jsonl").read_text().splitlines()]
+    peaks = [line["peak_rss_mb"] for line in lines if line.get("peak_rss_mb")]
+    largest = max(sources, key=lambda p: p.stat().st_size)
+    target = OUT / "single"
+    single = run_measured(
+        [*inputs.wsi_composite(), "convert", str(largest), str(target), "--to", "cws", "--quiet"],
+        log=LOGS / "batch-single.log",
+    )
+    return {"worker_peak_mb": max(peaks), "single_convert_peak_mb": single.peak_rss_mb}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--jobs", help="comma-separated: batch,loop,xargs,dzsave,dzsave-xargs,batch-1,batch-4")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--rerun", type=int, default=1000, help="tiny slides for the rerun figure (0: skip)")
+    args = parser.parse_args(argv)
+    sources = slides()
+    vips = inputs.vips_python()
+    jobs = commands(sources, vips)
+    chosen = [j.strip() for j in args.jobs.split(",")] if args.jobs else list(jobs)
+    runs: dict[str, list[Measurement]] = {name: [] for name in chosen}
+    for _ in range(args.repeat):
+        for name in chosen:
+            runs[name].append(run_job(name, jobs[name]))
+            print(f"  {name}: {runs[name][-1].wall_s:.2f} s", flush=True)
+    megapixels = sum(w * (w * 3 // 4) for w in (int(p.stem.split("-")[1]) for p in sources)) / 1e6
+    rows = {}
+    for name, measured in runs.items():
+        wall = statistics.median(m.wall_s for m in measured)
+        rows[name] = {
+            "wall_s": wall,
+            "cpu_use": statistics.median(m.cpu_use for m in measured),
+            "peak_rss_mb": max(m.peak_rss_mb for m in measured),
+            "load1": measured[0].load1,
+        }
+    extra: dict[str, object] = {}
+    if "batch" in runs:
+        run_job("batch", jobs["batch"])  # leaves OUT with the 16 slides' report
+        extra["memory"] = memory(sources)
+        extra["rerun_16"] = rerun_overhead(source_dir(sources, "16"), OUT)
+    if args.rerun:
+        tiny = tiny_slides(args.rerun)
+        extra["rerun_tiny"] = rerun_overhead(tiny, HERE / "cache" / "out" / f"batch-tiny-{args.rerun}")
+    print(f"\n16 mixed slides ({megapixels:.0f} MP level 0) -> CWS, {CORES} cores")
+    print(f"{'job':14}{'wall s':>9}{'MP/s':>8}{'CPU use':>9}{'peak MB':>9}{'batch is':>10}")
+    for name, row in rows.items():
+        ratio = rows[name]["wall_s"] / rows["batch"]["wall_s"] if "batch" in rows else float("nan")
+        count = {"batch-1": 1, "batch-4": 4}.get(name, 16)
+        mp = (
+            megapixels * count / 16
+            if count == 16
+            else sum(int(p.stem.split("-")[1]) ** 2 * 3 // 4 for p in sources[:count]) / 1e6
+        )
+        print(
+            f"{name:14}{row['wall_s']:9.2f}{mp / row['wall_s']:8.1f}{row['cpu_use']:9.2f}"
+            f"{row['peak_rss_mb']:9.0f}{ratio if count == 16 else float('nan'):9.2f}x"
+        )
+    for key, value in extra.items():
+        print(f"{key}: {json.dumps(value)}")
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    record = {"rows": rows, "extra": extra, "megapixels": megapixels, "cores": CORES, "repeat": args.repeat}
+    (RESULTS / f"batch-{stamp}.json").write_text(json.dumps(record, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
