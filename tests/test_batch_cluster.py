@@ -48,9 +48,13 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     workers = []
     try:
         deadline = time.monotonic() + 60
-        while not info.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        address = json.loads(info.read_text())["address"]
+        address = None
+        while address is None and time.monotonic() < deadline:
+            try:
+                address = json.loads(info.read_text())["address"]  # written, then filled: retry
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.1)
+        assert address, "the scheduler did not start"
         for _ in range(2):
             workers.append(
                 subprocess.Popen(
