@@ -64,14 +64,14 @@ $(BIOFORMATS_JAR): | .stamp-venv
 demo: .stamp-venv
 	$(PY) examples/demo.py --out $(DEMO_OUT) --port $(DEMO_PORT) $(if $(filter 0,$(DEMO_SERVE)),--no-serve)
 
-# The viewer's OpenSeadragon is committed under web/vendor/ (no network needed to build or run);
+# The viewer's OpenSeadragon is committed under composite/web/vendor/ (no network needed to build or run);
 # this refreshes it from the npm package pinned in package.json/package-lock.json.
 OSD_BUILD := node_modules/openseadragon/build/openseadragon
 web-vendor:
 	npm ci --no-audit --no-fund
-	rm -rf web/vendor/openseadragon && mkdir -p web/vendor/openseadragon
-	cp $(OSD_BUILD)/openseadragon.min.js node_modules/openseadragon/LICENSE.txt web/vendor/openseadragon/
-	cp -r $(OSD_BUILD)/images web/vendor/openseadragon/
+	rm -rf composite/web/vendor/openseadragon && mkdir -p composite/web/vendor/openseadragon
+	cp $(OSD_BUILD)/openseadragon.min.js node_modules/openseadragon/LICENSE.txt composite/web/vendor/openseadragon/
+	cp -r $(OSD_BUILD)/images composite/web/vendor/openseadragon/
 
 test: .stamp-venv .stamp-apt .stamp-java $(BIOFORMATS_JAR) lint
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)

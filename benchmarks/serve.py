@@ -35,12 +35,13 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+WEB = REPO / "composite" / "web"  # the viewer, served by nginx as our server serves it
 sys.path.insert(0, str(REPO))
 
-from composite.cli.serve import default_workers  # noqa: E402
+from benchmarks.http_servers import composite_server, cpu_seconds, load, nginx_server  # noqa: E402
+from composite.cli.serve import default_processes  # noqa: E402
 from composite.convert import convert  # noqa: E402
 from composite.synthetic import write_synthetic_slide  # noqa: E402
-from tests.http_servers import composite_server, cpu_seconds, load, nginx_server  # noqa: E402
 
 CACHE = HERE / "cache" / "serve"
 RESULTS = HERE / "results"
@@ -134,8 +135,8 @@ def main() -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=default_workers(),
-        help=f"worker processes for both servers (default: one per CPU core, {default_workers()} here)",
+        default=default_processes(),
+        help=f"worker processes for both servers (default: one per CPU core, {default_processes()} here)",
     )
     parser.add_argument("--cache-mb", type=int, help="our server's --cache-mb (default: its default)")
     args = parser.parse_args()
@@ -181,7 +182,10 @@ def main() -> int:
         cache = ["--cache-mb", str(args.cache_mb)] if args.cache_mb is not None else []
         with (
             composite_server(root, "--quiet", "--workers", str(args.workers), *cache) as (ours, ours_process),
-            nginx_server(REPO / "web", root, Path(tmp) / "nginx", workers=args.workers) as (theirs, theirs_process),
+            nginx_server(WEB, root, Path(tmp) / "nginx", workers=args.workers) as (
+                theirs,
+                theirs_process,
+            ),
         ):
             servers = (("composite", ours, ours_process.pid), ("nginx", theirs, theirs_process.pid))
             for _, base, pid in servers:

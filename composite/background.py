@@ -14,8 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .codecs import RGBArray
-from .model import Slide
-from .resample import level_thumbnail
+from .model import Slide, level_thumbnail
 
 WHITE = (255, 255, 255)
 PEAK = 0.05  # share of the pixels a colour bin needs to count as an area, not a detail

@@ -1,6 +1,6 @@
 """Encoding and decoding of tiles: the only module that imports imagecodecs.
 
-JPEG needs care (FORMATS.md §3.2, §3.5): a TIFF tile is often an *abbreviated* stream whose
+JPEG needs care (docs/formats.md §3.2, §3.5): a TIFF tile is often an *abbreviated* stream whose
 quantisation and Huffman tables live in the page's JPEGTables; and Aperio stores RGB (not YCbCr)
 JPEG whose component ids (0, 1, 2) and missing Adobe marker make every decoder assume YCbCr.
 So the TIFF Photometric tag, carried here as ``rgb=True``, decides the colour space, and a tile
@@ -82,7 +82,7 @@ def merge_jpeg_tables(tile: bytes, tables: bytes | None) -> bytes:
 
 
 def standalone_jpeg(tile: bytes, *, tables: bytes | None, rgb: bool) -> bytes:
-    """A JPEG file any decoder shows with the colours OpenSlide shows (FORMATS §3.5)."""
+    """A JPEG file any decoder shows with the colours OpenSlide shows (docs/formats.md §3.5)."""
     data = merge_jpeg_tables(tile, tables)
     return with_adobe_rgb(data) if rgb else data
 
@@ -126,7 +126,7 @@ class JpegInfo:
     subsampling: tuple[int, int]
 
 
-def jpeg_info(data: bytes, *, tables: bytes | None = None) -> JpegInfo:
+def jpeg_info(data: bytes) -> JpegInfo:
     """Parse the frame header; ``rgb`` follows the Adobe marker or R,G,B component ids."""
     adobe_transform: int | None = None
     jfif = False
@@ -228,7 +228,7 @@ def decode_samples(
 ) -> NDArray[Any]:
     """Decode to the stored samples at full precision (12/16-bit, signed), no colour conversion.
 
-    For medical images whose samples must be windowed before display (DICOM, FORMATS §4);
+    For medical images whose samples must be windowed before display (DICOM, docs/formats.md §4);
     ``dtype`` is the sample type of ``dicomrle`` data, which returns bytes in that order.
     """
     try:
@@ -257,10 +257,6 @@ def decode_image(data: bytes) -> RGBArray:
         return as_rgb(imagecodecs.imread(data))
     except Exception as err:
         raise TileReadError(f"image decode failed: {err}") from err
-
-
-def encode_png(pixels: RGBArray) -> bytes:
-    return bytes(imagecodecs.png_encode(pixels))
 
 
 def as_rgb(image: NDArray[np.generic]) -> RGBArray:

@@ -106,3 +106,32 @@ class TileGrid:
         for row in range(row0, row1 + 1):
             for col in range(col0, col1 + 1):
                 yield col, row
+
+
+MAX_TILE = 4096  # the largest tile or block side any writer accepts
+
+
+def choose_tile_size(
+    source: tuple[int, int] | None,
+    requested: tuple[int, int] | None = None,
+    *,
+    default: tuple[int, int],
+    keep: tuple[int, int] = (1, 1024),
+    multiple: int = 1,
+) -> tuple[int, int]:
+    """The tile size of a written or composed level, one rule for every format.
+
+    ``requested`` (the user's) when given, checked against ``multiple`` and :data:`MAX_TILE`
+    (a ValueError says what is needed); else ``source`` (the source's level-0 tile, so tiles can be
+    byte-copied) when both sides lie in ``keep`` (min, max) and are multiples of ``multiple``;
+    else ``default``. A source "tile" larger than ``keep`` is a whole image (a plain JPEG).
+    """
+    if requested is not None:
+        width, height = requested
+        if width % multiple or height % multiple or not 0 < width <= MAX_TILE or not 0 < height <= MAX_TILE:
+            needed = f"multiples of {multiple} " if multiple > 1 else ""
+            raise ValueError(f"{needed}up to {MAX_TILE} px needed")
+        return width, height
+    if source is not None and all(keep[0] <= side <= keep[1] and side % multiple == 0 for side in source):
+        return source
+    return default

@@ -10,7 +10,7 @@ conversion can copy bytes where source and target tiles coincide.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -21,8 +21,28 @@ import numpy as np
 from .codecs import RGBArray, TileEncoding
 from .errors import CompositeError, TileReadError
 from .geometry import Box, TileGrid
+from .resample import box_downsample, resize
 
 WHITE = 255
+STRIP_PIXELS = 16_000_000  # pixels decoded at once when a level is reduced (thumbnails, ACI parts)
+
+
+def paste_tiles(
+    out: RGBArray, want: Box, grid: TileGrid, tile: Callable[[int, int], RGBArray], keys: Iterable[tuple[int, int]]
+) -> RGBArray:
+    """Copy into ``out`` (the pixels of box ``want``) the part of each tile ``keys`` names that
+    lies inside ``want``; ``tile(col, row)`` gives a tile's pixels, cropped or padded to its box."""
+    for col, row in keys:
+        tile_box = grid.tile_box(col, row)
+        part = tile_box.intersection(want)
+        if part is None:
+            continue
+        pixels = tile(col, row)
+        out[part.y - want.y : part.bottom - want.y, part.x - want.x : part.right - want.x] = pixels[
+            part.y - tile_box.y : part.bottom - tile_box.y,
+            part.x - tile_box.x : part.right - tile_box.x,
+        ]
+    return out
 
 
 class TileReader(Protocol):
@@ -94,10 +114,6 @@ class Level:
             return padded
         return tile
 
-    def iter_tiles(self) -> Iterator[tuple[int, int, RGBArray]]:
-        for col, row in self.grid.indices():
-            yield col, row, self.read_tile(col, row)
-
     def read_region(self, x: int, y: int, width: int, height: int) -> RGBArray:
         """Pixels of the box (x, y, width, height) of this level; outside the image is white.
 
@@ -107,17 +123,28 @@ class Level:
             raise ValueError(f"region size must not be negative, got {width}x{height}")
         out = np.full((height, width, 3), WHITE, np.uint8)
         want = Box(x, y, width, height)
-        for col, row in self.grid.tiles_overlapping(want):
-            tile_box = self.grid.tile_box(col, row)
-            part = tile_box.intersection(want)
-            if part is None:
-                continue
-            tile = self.read_tile(col, row)
-            out[part.y - y : part.bottom - y, part.x - x : part.right - x] = tile[
-                part.y - tile_box.y : part.bottom - tile_box.y,
-                part.x - tile_box.x : part.right - tile_box.x,
-            ]
-        return out
+        return paste_tiles(out, want, self.grid, self.read_tile, self.grid.tiles_overlapping(want))
+
+
+def read_reduced(level: Level, box: Box, size: tuple[int, int]) -> RGBArray:
+    """The pixels of ``box`` of ``level`` scaled to ``size`` (box filter, then an area resize for
+    the rest), read in strips of about :data:`STRIP_PIXELS` so memory stays bounded."""
+    width, height = size
+    if (box.width, box.height) == size:
+        return level.read_region(box.x, box.y, box.width, box.height)
+    factor = max(1, min(box.width // width, box.height // height))
+    band = max(factor, (STRIP_PIXELS // max(box.width, 1)) // factor * factor)
+    parts = [
+        box_downsample(level.read_region(box.x, box.y + dy, box.width, min(band, box.height - dy)), factor)
+        for dy in range(0, box.height, band)
+    ]
+    reduced = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+    return resize(reduced, size)
+
+
+def level_thumbnail(level: Level, size: tuple[int, int]) -> RGBArray:
+    """The whole level scaled to exactly ``size`` (:func:`read_reduced` of its whole box)."""
+    return read_reduced(level, Box(0, 0, level.width, level.height), size)
 
 
 @dataclass
@@ -249,8 +276,6 @@ class Slide:
 
     def get_thumbnail(self, size: tuple[int, int]) -> RGBArray:
         """The whole slide scaled to fit ``size`` (max width, max height), aspect kept."""
-        from .resample import level_thumbnail  # local import: resample imports this module
-
         width, height = self.dimensions
         scale = max(width / size[0], height / size[1], 1.0)
         target = (max(1, round(width / scale)), max(1, round(height / scale)))

@@ -23,10 +23,12 @@ from .errors import OutputExistsError
 
 Method = Literal["copy", "reencode", "downsample"]
 COMPRESSIONS = ("jpeg", "jpeg2000", "lzw", "none")
-DEFAULT_JPEG_QUALITY = 90  # level 0: RGB JPEG at 90 keeps PSNR >= 38 dB on H&E-like content
-# Lower levels: each pixel averages many level-0 pixels, so they hold denser detail (38 dB needs
-# more than 90 there) while costing a few percent of the file; 95 keeps them >= 40 dB.
+# The one quality policy of every JPEG writer (SVS, TIFF, CWS, ACI pieces, redaction, exports),
+# explained in docs/convert.md ("Quality"): 90 at level 0, 95 below, 90 for the thumbnail, label,
+# macro and other images outside the pyramid. ``--quality`` sets every pyramid level.
+DEFAULT_JPEG_QUALITY = 90
 DEFAULT_LOWER_LEVEL_QUALITY = 95
+ASSOCIATED_QUALITY = 90
 
 
 def default_quality(quality: int | None, level: int) -> int:

@@ -31,7 +31,7 @@ from .codecs import RGBArray
 from .geometry import Box, TileGrid
 from .model import Level, Slide
 from .resample import box_downsample
-from .tiling import BandCache, default_workers
+from .tiling import BandCache, default_threads
 
 _MATCH_TOLERANCE = 0.02  # relative difference of downsamples that counts as "the same level"
 
@@ -71,7 +71,7 @@ class _DownsampleReader:
         self._parent = parent
         self._grid = grid
         self._factor = factor
-        self._workers = default_workers(workers)
+        self._workers = default_threads(workers)
         self._spool_dir = spool_dir
         self._spool: TileSpool | None = None
         self._lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Reducing pixels: box-filter downsampling and thumbnails, streamed strip by strip.
+"""Reducing pixels: box-filter downsampling and resizing of pixel arrays.
 
 Box filtering (the mean of each factor x factor block) is what pyramid builders in this field
 use; it has no seams at tile borders when a tile's box is a whole number of blocks. Partial blocks
@@ -7,17 +7,10 @@ at the right and bottom edges average only the pixels that exist.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from PIL import Image
 
 from .codecs import RGBArray
-
-if TYPE_CHECKING:
-    from .model import Level
-
-STRIP_PIXELS = 16_000_000  # pixels decoded at once when streaming a level into a thumbnail
 
 
 def box_downsample(pixels: RGBArray, factor: int) -> RGBArray:
@@ -56,14 +49,3 @@ def resize(pixels: RGBArray, size: tuple[int, int]) -> RGBArray:
         return pixels
     image = Image.fromarray(pixels).resize(size, Image.Resampling.BOX)
     return np.asarray(image, dtype=np.uint8)
-
-
-def level_thumbnail(level: Level, size: tuple[int, int]) -> RGBArray:
-    """The whole level scaled to exactly ``size``, reading it in strips (memory stays bounded)."""
-    factor = max(1, min(level.width // size[0], level.height // size[1]))
-    strip_rows = max(factor, (STRIP_PIXELS // max(level.width, 1)) // factor * factor)
-    strips = []
-    for y in range(0, level.height, strip_rows):
-        rows = min(strip_rows, level.height - y)
-        strips.append(box_downsample(level.read_region(0, y, level.width, rows), factor))
-    return resize(np.concatenate(strips, axis=0), size)

@@ -6,7 +6,7 @@ on a jittered lattice. Lower levels are exact box averages of level 0 (for
 every power of 4), so they look like a real scanner's pyramid. The pattern repeats every 2048
 level-0 pixels, which keeps a 100,000 px slide quick to generate. With ``stamp``
 every tile carries its ``L<level> <col>,<row>`` in its top-left corner, so a tile in the wrong
-place is visible in any viewer. The SVS layout follows FORMATS.md §3.1: Aperio RGB JPEG tiles
+place is visible in any viewer. The SVS layout follows docs/formats.md §3.1: Aperio RGB JPEG tiles
 with one shared JPEGTables, like the scanners write.
 """
 

@@ -43,7 +43,7 @@ import numpy as np
 from . import codecs
 from .codecs import RGBArray, TileEncoding
 from .geometry import Box, TileGrid
-from .model import Level
+from .model import WHITE, Level, paste_tiles
 from .progress import ProgressCallback, no_progress
 
 _J2K_START = b"\xff\x4f\xff\x51"  # SOC then SIZ: a raw codestream, not a JP2 box file
@@ -65,7 +65,7 @@ class EncodedTile:
     copied: bool = False
 
 
-def default_workers(workers: int | None) -> int:
+def default_threads(workers: int | None) -> int:
     return max(1, workers if workers is not None else (os.cpu_count() or 1))
 
 
@@ -163,18 +163,9 @@ class BandCache:
         """Pixels of the box, from cached tiles (decoding what is missing); white outside."""
         want = Box(x, y, width, height)
         self.ensure(want)
-        out = np.full((height, width, 3), 255, np.uint8)
+        out = np.full((height, width, 3), WHITE, np.uint8)
         grid = self.level.grid
-        for key in grid.tiles_overlapping(want):
-            tile_box = grid.tile_box(*key)
-            part = tile_box.intersection(want)
-            if part is None:
-                continue
-            tile = self._tiles[key]
-            out[part.y - y : part.bottom - y, part.x - x : part.right - x] = tile[
-                part.y - tile_box.y : part.bottom - tile_box.y, part.x - tile_box.x : part.right - tile_box.x
-            ]
-        return out
+        return paste_tiles(out, want, grid, lambda col, row: self._tiles[col, row], grid.tiles_overlapping(want))
 
 
 def j2k_size(data: bytes) -> tuple[int, int] | None:
@@ -220,7 +211,7 @@ def encoded_tiles(
     if (target.width, target.height) != source.dimensions:
         raise ValueError(f"target grid {target.width}x{target.height} differs from level {source.dimensions}")
     report = progress or no_progress
-    count = default_workers(workers)
+    count = default_threads(workers)
     pool = ThreadPoolExecutor(count, thread_name_prefix="composite-tiles")
     try:
         if is_copyable(source, target, compression):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +16,8 @@ from composite.formats.aci import compose, open_slide
 from composite.formats.aci.manifest import read_manifest
 from composite.synthetic import write_synthetic_slide
 from tests.aci_support import paste, pattern
+from tests.cli import run
 from tests.test_aci_reader import expected_mosaic, make_mosaic
-
-CLI = [sys.executable, "-m", "composite"]
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def openslide_pixels(path: Path, level: int = 0) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,7 @@ from composite import registry
 from composite.errors import UnsafePathError
 from composite.formats.aci import open_slide
 from tests.aci_support import pattern
-
-CLI = [sys.executable, "-m", "composite"]
+from tests.cli import CLI
 
 
 @pytest.fixture

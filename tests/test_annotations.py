@@ -15,15 +15,11 @@ from shapely.geometry import shape
 from composite.annotations import model as annotation_model
 from composite.annotations import read_annotations, write_annotations
 from composite.errors import FormatError, LimitError
+from tests.cli import run
 
 from .annotation_fixtures import IMAGESCOPE_XML, QUPATH_02_GEOJSON, QUPATH_GEOJSON, TUMOUR_HOLE, TUMOUR_RING
 
-CLI = [sys.executable, "-m", "composite"]
 REPO = Path(__file__).resolve().parent.parent
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +17,18 @@ import tifffile
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw
 
+from tests.cli import run as run_cli
+
 from .readers import openslide_region
 
-CLI = [sys.executable, "-m", "composite"]
+run = partial(run_cli, "export")  # wsi-composite export ARGS...
+
 # T1 (a polygon with a hole), E1 (an ellipse), S1 (a rectangle): their level-0 boxes
 BOXES = {"T1": (310, 250, 980, 840), "E1": (1700, 900, 701, 600), "S1": (2500, 1700, 400, 350)}
 T1 = shapely.Polygon(
     [(310.5, 250), (1290, 330.25), (1160, 1090), (700, 850), (420, 990)],
     holes=[[(600, 450), (900, 480), (820, 700)]],
 )
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "export", *args], capture_output=True, text=True, timeout=300)
 
 
 def load(path: Path, mode: str = "RGB") -> NDArray[np.uint8]:

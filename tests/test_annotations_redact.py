@@ -3,8 +3,7 @@ them, holes and the outside kept, every tile the polygons do not touch byte-iden
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +15,17 @@ from numpy.typing import NDArray
 from composite import open_slide
 from composite.annotations import read_annotations
 from composite.annotations.shapes import area_geometry, fill, rings, scaled
+from tests.cli import run as run_cli
 
 from .test_redact import raw_tiles
 
-CLI = [sys.executable, "-m", "composite"]
+run = partial(run_cli, "redact")  # wsi-composite redact ARGS...
 
 
 def reach(size: tuple[int, int]) -> float:
     """How far past a polygon the black may go on a level: its margin (1.5 px; 24 px on levels of at
     most 2,048 px, which thumbnails are made from) plus one 16-px block's diagonal."""
     return (24 if max(size) <= 2048 else 1.5) + 16 * 2**0.5
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "redact", *args], capture_output=True, text=True, timeout=300)
 
 
 def polygons(imagescope_xml: Path) -> object:

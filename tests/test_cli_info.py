@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import openslide
 import pytest
 
-CLI = [sys.executable, "-m", "composite"]
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=120)
+from tests.cli import run
 
 
 @pytest.mark.parametrize("name", ["small.svs", "boxes.tiff"])

@@ -21,11 +21,10 @@ from composite import open_slide
 from composite.convert import convert
 from composite.errors import CompositeError, FormatError, TileReadError, UnsupportedFormatError
 from composite.synthetic import region
+from tests.cli import CLI
 
 from .readers import assert_matches_openslide
 from .test_dicom_files import write_wsi_instance
-
-CLI = [sys.executable, "-m", "composite"]
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ implementation of PS3.3 C.11), scaled from their output range to 0..255.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,9 @@ from pydicom.uid import RLELossless
 
 from composite import open_slide
 from composite.synthetic import region
+from tests.cli import CLI
 
 from .test_dicom_files import lut_item, write_image
-
-CLI = [sys.executable, "-m", "composite"]
 
 
 def ct_like(seed: int = 0, shape: tuple[int, int] = (96, 128)) -> NDArray[np.uint16]:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,14 +17,11 @@ from composite.errors import LimitError
 from composite.geometry import TileGrid
 from composite.model import Level, Slide
 from composite.tools.export import ExportOptions, export_slide
+from tests.cli import run as run_cli
 
 from .readers import openslide_region, psnr
 
-CLI = [sys.executable, "-m", "composite"]
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "export", *args], capture_output=True, text=True, timeout=300)
+run = partial(run_cli, "export")  # wsi-composite export ARGS...
 
 
 def load(path: Path) -> NDArray[np.uint8]:

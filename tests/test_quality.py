@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,9 @@ import openslide
 import pytest
 from numpy.typing import NDArray
 
-CLI = [sys.executable, "-m", "composite"]
+from tests.cli import run as run_cli
 
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "quality", *args], capture_output=True, text=True, timeout=300)
+run = partial(run_cli, "quality")  # wsi-composite quality ARGS...
 
 
 def independent(tiles: list[NDArray[np.uint8]], codec: str, quality: int) -> tuple[float, float]:

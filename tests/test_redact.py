@@ -4,8 +4,7 @@ for byte (tifffile's raw tiles), scrubbed values and dropped images absent from 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,11 @@ import tifffile
 from composite import codecs, open_slide
 from composite.geometry import Box, TileGrid
 from composite.synthetic import region
+from tests.cli import run as run_cli
 
-CLI = [sys.executable, "-m", "composite"]
+run = partial(run_cli, "redact")  # wsi-composite redact ARGS...
+
+
 BOX = Box(500, 400, 700, 300)
 EDGE_BOX = Box(2900, 2100, 100, 100)  # touches the padded last tiles
 SECRETS = {
@@ -30,10 +32,6 @@ SECRETS = {
     "ImageID": "IMG-55555",
 }
 TAG_SECRETS = {"DateTime": "2009:12:29 09:59:15", "Artist": "Dr Who", "HostComputer": "SCANNER-PC-42"}
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, "redact", *args], capture_output=True, text=True, timeout=300)
 
 
 def raw_tiles(path: Path) -> list[list[bytes]]:

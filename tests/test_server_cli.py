@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.http_servers import composite_server
 from composite.server import web_directory
 from tests.cws_fixtures import write_scanner_cws
-from tests.http_servers import composite_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,18 +91,19 @@ def test_vendored_openseadragon_matches_the_pinned_npm_package() -> None:
     lock = json.loads((REPO / "package-lock.json").read_text())
     pinned = lock["packages"]["node_modules/openseadragon"]["version"]
     assert json.loads((REPO / "package.json").read_text())["devDependencies"]["openseadragon"] == pinned
-    vendor = REPO / "web" / "vendor" / "openseadragon"
+    vendor = REPO / "composite" / "web" / "vendor" / "openseadragon"
     assert (vendor / "openseadragon.min.js").read_text()[:60].startswith(f"//! openseadragon {pinned}\n")
     assert "BSD" in (vendor / "LICENSE.txt").read_text() or "Redistribution" in (vendor / "LICENSE.txt").read_text()
     assert (vendor / "images" / "zoomin_rest.png").is_file()
 
 
 def test_package_data_ships_every_viewer_file() -> None:
-    assert web_directory().resolve() == (REPO / "web").resolve()
-    assert (REPO / "composite" / "web").resolve() == (REPO / "web").resolve()  # the symlink wheels follow
+    web = REPO / "composite" / "web"
+    assert web_directory().resolve() == web.resolve()
+    assert not web.is_symlink()  # real package data, no link for packaging to follow
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     patterns = config["tool"]["setuptools"]["package-data"]["composite"]
-    files = [p.relative_to(REPO).as_posix() for p in (REPO / "web").rglob("*") if p.is_file()]
+    files = [p.relative_to(REPO / "composite").as_posix() for p in web.rglob("*") if p.is_file()]
     assert "web/index.html" in files
     missing = [
         f
@@ -155,10 +156,10 @@ def test_other_commands_do_not_load_the_server() -> None:
 
 
 def test_default_is_one_worker_per_core(root: Path) -> None:
-    from composite.cli.serve import default_workers
+    from composite.cli.serve import default_processes
 
     cores = len(os.sched_getaffinity(0))
-    assert default_workers() == cores
+    assert default_processes() == cores
     with composite_server(root, "--quiet") as (url, process):
         assert _get(url + "api/slides")[0] == 200
         # One worker runs in the process itself; more are forked children.

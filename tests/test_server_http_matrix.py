@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.http_servers import composite_server, nginx_server
 from composite.server import web_directory
 from tests.http_raw import RawClient
-from tests.http_servers import composite_server, nginx_server
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_OFFSET = 2**63 - 1

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.http_servers import composite_server
 from tests.http_raw import RawClient
-from tests.http_servers import composite_server
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCK = "/slides/slide/Da1.jpg"

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
+from benchmarks.http_servers import composite_server, load
 from composite.convert import convert
-from tests.http_servers import composite_server, load
 
 REPO = Path(__file__).resolve().parent.parent
 CONNECTIONS = 64

@@ -21,13 +21,13 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image
 
+from benchmarks.http_servers import NGINX, composite_server, http_server, nginx_server
 from composite.convert import convert
 from tests.cws_fixtures import write_scanner_cws
-from tests.http_servers import NGINX, composite_server, http_server, nginx_server
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
-WEB = REPO / "web"
+WEB = REPO / "composite" / "web"
 ARTIFACTS = REPO / "test-artifacts" / "viewer"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -206,7 +206,7 @@ def test_viewer_on_nginx(browser: Any, site: Path, synthetic_svs: Path, slide: s
     _require(Path(NGINX).exists(), "nginx is missing (Debian package nginx; make test installs it)")
     page = browser.new_page()
     try:
-        with nginx_server(WEB, site / "slides", tmp_path / "nginx") as (url, _):  # the repository's own web/
+        with nginx_server(WEB, site / "slides", tmp_path / "nginx") as (url, _):  # the package's own composite/web/
             _check_slide(page, url, slide, synthetic_svs, "nginx")
     finally:
         page.close()

@@ -47,7 +47,9 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile-size", type=tile_size, metavar="N|WxH", help="tile size (default: keep the source's)")
     parser.add_argument("--compression", choices=COMPRESSIONS, help="tile codec (default: the source's, else jpeg)")
     quality = int_in(1, 100, "quality")
-    parser.add_argument("--quality", type=quality, metavar="Q", help="JPEG/J2K quality (SVS/TIFF: 90, lower levels 95)")
+    parser.add_argument(
+        "--quality", type=quality, metavar="Q", help="JPEG/J2K quality (default: 90 at level 0, 95 below)"
+    )
     parser.add_argument(
         "--ycbcr", action="store_true", help="re-encode JPEG as YCbCr 4:2:0 (smaller, faster) instead of Aperio RGB"
     )

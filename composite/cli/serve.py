@@ -19,7 +19,7 @@ from typing import Any
 from .args import int_in, positive_float
 
 
-def default_workers() -> int:
+def default_processes() -> int:
     """One worker per CPU this process may run on (nginx's ``worker_processes auto``); 1 without fork."""
     if not hasattr(os, "fork"):
         return 1
@@ -58,7 +58,7 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int_in(1, 1024, "--workers"),
         metavar="N",
-        help=f"worker processes (default: one per CPU core, {default_workers()} here)",
+        help=f"worker processes (default: one per CPU core, {default_processes()} here)",
     )
     parser.add_argument(
         "--cache-mb",
@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     status = serve(
         lambda: create_handler(args.root, cors=args.cors, cache_bytes=args.cache_mb << 20),
         sock,
-        workers=args.workers or default_workers(),
+        workers=args.workers or default_processes(),
         access_log=None if args.quiet else sys.stderr,
         shutdown_timeout=args.shutdown_timeout,
         limits=Limits(

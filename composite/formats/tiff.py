@@ -4,7 +4,7 @@ Levels are tifffile's: the SVS ``Baseline`` series with its main-chain pyramid p
 first series of a generic TIFF with reduced-resolution pages or SubIFD levels. Tile bytes are
 read with ``os.pread`` at the offsets tifffile parsed (thread-safe, no pixel data is touched while
 opening). JPEG tiles are decoded here with the colour space the Photometric tag says (Aperio RGB
-vs YCbCr, FORMATS §3.2); other codecs go through tifffile's own ``TiffPage.decode``.
+vs YCbCr, docs/formats.md §3.2); other codecs go through tifffile's own ``TiffPage.decode``.
 
 Associated images: SVS ``thumbnail``, ``label`` and ``macro`` (tifffile's series of those names).
 Not supported: planar-separate (PlanarConfiguration 2) multi-sample images, images with more than

@@ -2,7 +2,7 @@
 
 Routes (all GET/HEAD):
 
-- ``/`` and ``/<file>``: the browser viewer (``web/``: index.html, viewer.js, OpenSeadragon).
+- ``/`` and ``/<file>``: the browser viewer (``composite/web/``: index.html, viewer.js, OpenSeadragon).
 - ``/slides/<path>``: any regular file under ROOT — blocks, INI files, companion images — with
   Range, ETag/Last-Modified (304 on revalidation), long immutable caching for images, short
   caching and gzip for INI text. See :mod:`composite.server.files` for the path rules.
@@ -15,7 +15,7 @@ middleware and signal machinery — about 15 % of the CPU time of a block fetch.
 request identically (the tests use the application, the CLI tests and the load test the handler).
 
 Static files only: no pixel work per request, and no ``composite.formats`` import — a CWS directory
-is complete on disk, and the same ``web/`` works from any static host. Not supported: directory
+is complete on disk, and the same ``composite/web/`` works from any static host. Not supported: directory
 listings (never), methods other than GET/HEAD/OPTIONS, multi-range (multipart) responses.
 """
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.resources
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -50,12 +51,15 @@ SLIDES = "/slides/"
 
 
 def web_directory() -> Path:
-    """The viewer's files: ``composite/web`` in an installed wheel, ``web/`` in a source checkout."""
-    package = Path(__file__).resolve().parent.parent
-    for candidate in (package / "web", package.parent / "web"):
-        if (candidate / "index.html").is_file():
-            return candidate
-    raise SlideNotFoundError(f"{package}: the viewer files (web/index.html) are not installed")
+    """The viewer's files: the package data ``composite/web``, found through importlib.resources.
+
+    The server hands files to the kernel (sendfile), so the package must be installed as files
+    (a wheel or a source checkout), not imported from a zip archive.
+    """
+    web = importlib.resources.files("composite") / "web"
+    if not isinstance(web, Path) or not (web / "index.html").is_file():
+        raise SlideNotFoundError(f"{web}: the viewer files (composite/web/index.html) are not installed as files")
+    return web
 
 
 def create_handler(

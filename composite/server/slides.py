@@ -2,8 +2,9 @@
 
 A CWS directory is any directory holding ``FinalScan.ini`` (name matched case-insensitively). Only
 the INI text is read (never a block), and only what the list shows: size, levels, mpp and the
-companion images. This module does its own light INI parsing on purpose: the server serves files
-and never imports ``composite.formats`` (ARCHITECTURE.md, dependency direction).
+companion images. INI files are read by :mod:`composite.cwsini`, the module the CWS format reads them
+with (so both agree on sizes and scale); the server serves files and never imports
+``composite.formats`` (docs/serve.md).
 
 The scan is cached. Each call stats the directories and INI files the last scan saw; only when one
 of those mtimes changed (a slide added, removed, rewritten) is ROOT walked again, and only INI files
@@ -19,12 +20,13 @@ declared by other vendors' INI names (FinalCond/SlideScan/SlideCond are counted,
 from __future__ import annotations
 
 import os
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from ..cwsini import KNOWN_INI, block_canvas, level_sections, number, parse_ini, scale
 
 MAX_DEPTH = 8
 MAX_DIRECTORIES = 20_000
@@ -35,81 +37,8 @@ COMPANIONS = {
     "macro": ("macro.jpg",),
     "annotations": ("annotations.geojson", "annotations.json", "annotations.xml"),  # docs/annotations.md
 }
-LEVEL_INI_NAMES = ("finalscan.ini", "scanslide.ini", "finalcond.ini", "slidescan.ini", "slidecond.ini")
-_MPP_IN_DESCRIPTION = re.compile(r"\|\s*MPP\s*=\s*([0-9.]+)", re.IGNORECASE)
-_LEVEL_SECTION = re.compile(r"level(\d+)")
 
-Sections = dict[str, dict[str, str]]
 _Parsed = tuple[tuple[int, int, frozenset[str]], "SlideInfo"]
-
-
-def parse_ini(text: str, *, stop_at_blocks: bool = False) -> Sections:
-    """Sections of a Windows INI: names and keys lower-cased, values stripped, first keys win.
-
-    With ``stop_at_blocks`` parsing stops at the first section that looks like a block (``Da<N>``
-    or ``L<k>Da<N>``), which is where our writer's header and level sections end.
-    """
-    sections: Sections = {}
-    current: dict[str, str] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line[0] in ";#":
-            continue
-        if line[0] == "[" and line.endswith("]"):
-            name = line[1:-1].strip().lower()
-            if stop_at_blocks and re.fullmatch(r"(l\d+)?da\d+", name):
-                break
-            current = sections.setdefault(name, {})
-        elif current is not None and "=" in line:
-            key, _, value = line.partition("=")
-            current.setdefault(key.strip().lower(), value.strip())  # the first occurrence wins
-    return sections
-
-
-def number(section: dict[str, str], key: str) -> float | None:
-    """A numeric value, or None when absent or not a number (``%MAGNIFICATION%`` placeholders)."""
-    try:
-        value = float(section.get(key, ""))
-    except ValueError:
-        return None
-    return value if value == value and abs(value) != float("inf") else None
-
-
-def mpp_of(header: dict[str, str]) -> float | None:
-    """tMPP, then MPP in tDescription, then the magnification (FORMATS.md §1.4: never stage units)."""
-    mpp = number(header, "tmpp")
-    if mpp and mpp > 0:
-        return mpp
-    match = _MPP_IN_DESCRIPTION.search(header.get("tdescription", ""))
-    if match:
-        try:
-            value = float(match.group(1))
-        except ValueError:
-            value = 0.0
-        if value > 0:
-            return value
-    magnification = number(header, "dmagnification")
-    return 10.0 / magnification if magnification and magnification > 0 else None
-
-
-def block_canvas(sections: Sections) -> tuple[int, int] | None:
-    """Canvas size from block centres (FORMATS.md §1.4) when no [Level0] gives the true size."""
-    header = sections.get("header", {})
-    width, height = number(header, "iimagewidth"), number(header, "iimageheight")
-    step_x, step_y = number(header, "lxstepsize"), number(header, "lystepsize")
-    if not (width and height and step_x and step_y) or min(width, height, step_x, step_y) <= 0:
-        return None
-    xs: list[float] = []
-    ys: list[float] = []
-    for name, section in sections.items():
-        x, y = number(section, "x"), number(section, "y")
-        if name != "header" and x is not None and y is not None:
-            xs.append(x)
-            ys.append(y)
-    if not xs:
-        return None
-    unit_x, unit_y = step_x / width, step_y / height
-    return round((max(xs) - min(xs) + step_x) / unit_x), round((max(ys) - min(ys) + step_y) / unit_y)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,34 +71,30 @@ class SlideInfo:
 
 def describe_slide(directory: Path, ini: Path, names: list[str], *, name: str, url: str) -> SlideInfo:
     """Read one slide's FinalScan.ini (header and levels; all of it only when sizes need blocks)."""
-    with open(ini, "rb") as handle:
-        head = handle.read(256 * 1024)
-    sections = parse_ini(head.decode("latin-1"), stop_at_blocks=True)
-    header = sections.get("header", {})
-    level_sections = sorted(int(m.group(1)) for s in sections if (m := _LEVEL_SECTION.fullmatch(s)))
+    head = parse_ini(ini, strict=False, head_only=True)
+    levels = level_sections(head)
+    width, height = (number(levels[0][key].text) if key in levels.get(0, {}) else None for key in ("iwidth", "iheight"))
     size: tuple[int, int] | None = None
-    level0 = sections.get("level0", {})
-    width, height = number(level0, "iwidth"), number(level0, "iheight")
     if width and height and width > 0 and height > 0:
         size = int(width), int(height)
     elif ini.stat().st_size <= MAX_INI_BYTES:
-        size = block_canvas(parse_ini(ini.read_bytes().decode("latin-1")))
+        size = block_canvas(parse_ini(ini, strict=False))
     lower = {entry.lower(): entry for entry in names}
-    levels = len(level_sections) or sum(1 for known in LEVEL_INI_NAMES if known in lower)
+    count = len(levels) or sum(1 for known in KNOWN_INI if known in lower)
     images: dict[str, str | None] = {}
     for kind, candidates in COMPANIONS.items():
         found = next((lower[c] for c in candidates if c in lower), None)
         images[kind] = url + quote(found) if found else None
-    magnification = number(header, "dmagnification")
+    mpp, magnification = scale(head)
     return SlideInfo(
         name=name,
         url=url,
         ini=ini.name,
         width=size[0] if size else None,
         height=size[1] if size else None,
-        levels=max(levels, 1),
-        mpp=mpp_of(header),
-        magnification=magnification if magnification and magnification > 0 else None,
+        levels=max(count, 1),
+        mpp=mpp,
+        magnification=magnification,
         images=images,
     )
 

@@ -21,14 +21,14 @@ from PIL import Image
 
 from ..codecs import RGBArray
 from ..errors import LimitError, OutputExistsError
-from ..output import atomic_output
+from ..output import ASSOCIATED_QUALITY, atomic_output
 from ..progress import ProgressCallback, no_progress
 
 ImageFormat = Literal["jpeg", "png", "tiff"]
 EXTENSIONS: dict[str, str] = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif"}
 JPEG_MAX_SIDE = 65_535
 DEFAULT_MEMORY_BUDGET = 1_500_000_000  # bytes of RGB pixels a JPEG/PNG export may hold
-DEFAULT_QUALITY = 90
+DEFAULT_QUALITY = ASSOCIATED_QUALITY  # exported pictures: the policy of docs/convert.md, "Quality"
 TIFF_TILE = 256
 _BAND_PIXELS = 16_000_000
 

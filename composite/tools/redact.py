@@ -19,7 +19,6 @@ re-encoded, boxes still black).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,20 +27,18 @@ from typing import Protocol
 import numpy as np
 
 from .. import codecs
+from ..aperio import stated_quality
 from ..codecs import RGBArray, TileEncoding
 from ..convert import convert
 from ..errors import LimitError, OutputExistsError
 from ..geometry import Box, TileGrid
-from ..model import AssociatedImage, Level, Slide
-from ..output import ConversionReport, WriteOptions
+from ..model import AssociatedImage, Level, Slide, level_thumbnail
+from ..output import ASSOCIATED_QUALITY, ConversionReport, WriteOptions
 from ..progress import ProgressCallback, no_progress
 from ..registry import open_slide
-from ..resample import level_thumbnail
 from ..tiling import pad_tile
 from .scrub import scrub_description, scrub_properties, scrubbed_image, scrubbed_levels
 
-_QUALITY_IN_DESCRIPTION = re.compile(r"\bQ=(\d{1,3})\b")
-DEFAULT_QUALITY = 90
 MCU = 16  # the largest JPEG block (4:2:0); tile origins are multiples of it in TIFF/SVS
 
 
@@ -98,7 +95,7 @@ class _Encoder:
 
     def __init__(self, level: Level, quality: int | None) -> None:
         self.encoding = level.encoding
-        self.quality = quality or DEFAULT_QUALITY
+        self.quality = quality or ASSOCIATED_QUALITY
         self.subsampling = (2, 2)
         self.shares_tables = False
         encoding = self.encoding
@@ -188,8 +185,7 @@ def _source_quality(slide: Slide) -> int | None:
     encoding = slide.levels[0].encoding
     if encoding is not None and encoding.quality:
         return encoding.quality
-    match = _QUALITY_IN_DESCRIPTION.search(slide.description or "")
-    return int(match.group(1)) if match and 1 <= int(match.group(1)) <= 100 else None
+    return stated_quality(slide.description)
 
 
 def _redact_levels(

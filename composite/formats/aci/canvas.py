@@ -27,11 +27,8 @@ from numpy.typing import NDArray
 
 from ...codecs import RGBArray, TileEncoding, merge_jpeg_tables
 from ...geometry import Box, TileGrid
-from ...model import WHITE, Level, Slide
-from ...resample import box_downsample, resize
+from ...model import WHITE, Slide, read_reduced
 from .components import ComponentPool, best_level, own_level
-
-STRIP_PIXELS = 16_000_000  # pixels read at once when a component must be reduced a lot
 
 IntArray = NDArray[np.int64]
 
@@ -209,18 +206,3 @@ def stored_tile(
     if data is None:
         return None
     return merge_jpeg_tables(data, own.jpeg_tables) if own.compression == "jpeg" else data
-
-
-def read_reduced(level: Level, box: Box, size: tuple[int, int]) -> RGBArray:
-    """The pixels of ``box`` of ``level`` scaled to ``size`` (box filter), in bounded memory."""
-    width, height = size
-    if (box.width, box.height) == size:
-        return level.read_region(box.x, box.y, box.width, box.height)
-    factor = max(1, min(box.width // width, box.height // height))
-    band = max(factor, (STRIP_PIXELS // max(box.width, 1)) // factor * factor)
-    parts = [
-        box_downsample(level.read_region(box.x, box.y + dy, box.width, min(band, box.height - dy)), factor)
-        for dy in range(0, box.height, band)
-    ]
-    reduced = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
-    return reduced if reduced.shape[:2] == (height, width) else resize(reduced, size)

@@ -134,10 +134,6 @@ class ComponentPool:
                 info = self._info[path] = ComponentInfo.of(slide)
             return info
 
-    @property
-    def known(self) -> int:
-        return len(self._info)
-
     @contextmanager
     def use(self, path: Path) -> Iterator[Slide]:
         """Borrow the open slide of ``path`` (opened if needed); it stays open while borrowed."""

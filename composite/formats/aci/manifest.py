@@ -1,6 +1,6 @@
 """The ACI manifest grammar: parse a text file into a :class:`Manifest`, and serialize it back.
 
-One line at a time, trimmed, classified in this order (FORMATS.md §2.1, docs/aci.md):
+One line at a time, trimmed, classified in this order (docs/formats.md §2.1, docs/aci.md):
 
 1. empty: skipped;  2. ``# ...``: a comment (whole lines only; there are no trailing comments);
 3. ``<key> = <value>`` (spaces optional, ``key`` a name of letters, digits, ``_ . -``): an attribute;

@@ -23,7 +23,7 @@ import numpy as np
 from ... import registry
 from ...codecs import TileEncoding
 from ...errors import CompositeError, FormatError, LimitError, UnsafePathError, where
-from ...geometry import TileGrid
+from ...geometry import TileGrid, choose_tile_size
 from ...limits import identity
 from ...model import Level, Slide
 from .canvas import CompositeTileReader, LayerIndex, trimmed_sizes
@@ -208,9 +208,8 @@ def _downsamples(main: ComponentInfo, width: int, height: int) -> list[int]:
 def _tile_size(main: ComponentInfo) -> tuple[int, int]:
     """The largest component's tile size when it is tiled (aligned pieces then copy), else 512."""
     base = main.levels[0]
-    if base.tiled and all(128 <= t <= 2048 and t % 16 == 0 for t in base.tile_size):
-        return base.tile_size
-    return DEFAULT_TILE, DEFAULT_TILE
+    source = base.tile_size if base.tiled else None
+    return choose_tile_size(source, default=(DEFAULT_TILE, DEFAULT_TILE), keep=(128, 2048), multiple=16)
 
 
 def _copy_encoding(infos: list[ComponentInfo], downsample: int, tile: tuple[int, int]) -> TileEncoding | None:

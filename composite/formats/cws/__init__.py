@@ -1,4 +1,4 @@
-"""CWS (Composite WebSlide): a directory of JPEG blocks placed by INI files (FORMATS.md §1).
+"""CWS (Composite WebSlide): a directory of JPEG blocks placed by INI files (docs/formats.md §1).
 
 Reading: ``FinalScan.ini`` (any case) and the further level files — ours (``ScanLevel<k>.ini``,
 named by ``[Level<k>] tIniFile``), Aperio's ``ScanSlide.ini``, the Olympus/Bacus set

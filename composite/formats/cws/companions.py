@@ -23,6 +23,7 @@ import numpy as np
 from ... import codecs
 from ...codecs import RGBArray
 from ...model import AssociatedImage, Level, Slide
+from ...output import ASSOCIATED_QUALITY
 from ...resample import box_downsample, resize
 
 THUMB_WIDTH = 1024
@@ -30,7 +31,6 @@ SS1_DOWNSAMPLE = 16
 SS1_MAX = 8192
 CHUNK = 2048  # px of a level read at once across, when scaling it down
 WORKERS = 2  # pieces of a strip read and reduced at once
-_COMPANION_QUALITY = 90
 
 
 def _source_level(levels: list[Level], size: tuple[int, int]) -> Level:
@@ -121,7 +121,7 @@ def _associated_jpeg(image: AssociatedImage, quality: int) -> bytes:
 def write_companions(slide: Slide, directory: Path, *, levels: list[Level], quality: int) -> list[str]:
     """Write the companion JPEGs into ``directory``, scaled from ``levels`` (the levels just
     written: the source's own or computed ones, so nothing is read back); their names."""
-    quality = max(quality, _COMPANION_QUALITY)
+    quality = max(quality, ASSOCIATED_QUALITY)
     width, height = slide.dimensions
     thumb_w = min(THUMB_WIDTH, width)
     _write_scaled(

@@ -1,9 +1,9 @@
-"""Where the blocks of a CWS level go, by stage coordinates (FORMATS.md §1.4).
+"""Where the blocks of a CWS level go, by stage coordinates (docs/formats.md §1.4).
 
 A block's ``x``/``y`` are the stage coordinates of the centre of its nominal (uncropped) block;
 larger x is further left and larger y further up; ``lXStepSize / iImageWidth`` stage units make one
 pixel. Level 0's frame starts at the left/top edge of its outermost blocks, so a level-0 block's
-top-left pixel is ``round((xMax - x) / ux)``, exactly §1.4. Every other level (another INI file) is
+top-left pixel is ``round((xMax - x) / ux)``, exactly docs/formats.md §1.4. Every other level (another INI file) is
 placed in that same frame by the same rule with its own step size, so levels line up by stage
 position rather than by block number, and a level's blocks outside level 0's area are dropped.
 
@@ -12,20 +12,19 @@ Block numbers are never used: scanners number serpentine, Digital Slide Studio r
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ...cwsini import STAGE_LIMIT, IniFile, canvas_side
 from ...errors import FormatError, LimitError, where
-from .ini import STAGE_LIMIT, IniFile
 
 MAX_SIDE = 4_194_304  # px on one side of a level; Aperio tested 500,000 px, we allow 8x that
 MAX_BLOCK_SIDE = 65_535  # the JPEG limit
 MAX_EMPTY_CELLS_PER_BLOCK = 64  # a level's block grid may be this sparse (scans of separate tissue pieces)...
 MAX_EMPTY_CELLS = 65_536  # ... plus this many cells, before it is refused as a few blocks spread out
-DEFAULT_UNITS_PER_PIXEL = 4.0  # what producers write when a file lacks step sizes (§1.4)
+DEFAULT_UNITS_PER_PIXEL = 4.0  # what producers write when a file lacks step sizes (docs/formats.md §1.4)
 _MIN_UNITS_PER_PIXEL = 1 / 64
 _MAX_UNITS_PER_PIXEL = 65_536.0
 
@@ -119,7 +118,7 @@ def base_frame(ini: IniFile, geom: Geometry) -> tuple[Frame, int, int]:
                 f"{where(ini.path, line)}: block {axis}= is outside any sane range: the blocks would span "
                 f"{span:.0f} px (limit {MAX_SIDE})"
             )
-        sizes.append(max(1, math.floor(span + 0.5)))
+        sizes.append(canvas_side(int(coords.min()), int(coords.max()), step, units))
     frame = Frame(left=int(xs.max()) + geom.step_x / 2, top=int(ys.max()) + geom.step_y / 2, ux=geom.ux, uy=geom.uy)
     return frame, sizes[0], sizes[1]
 

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ... import codecs
+from ...aperio import parse_fields
 from ...codecs import RGBArray, TileEncoding
+from ...cwsini import KNOWN_INI, IniFile, Value, level_sections, number, parse_ini, scale
 from ...errors import (
     CompositeError,
     FormatError,
@@ -29,7 +31,6 @@ from ...errors import (
 from ...geometry import TileGrid
 from ...model import AssociatedImage, Level, Slide
 from .blocks import BlockGridReader, ComposedBlockReader, read_block
-from .ini import IniFile, Value, number, parse_ini
 from .placement import (
     Frame,
     Geometry,
@@ -42,11 +43,8 @@ from .placement import (
 )
 
 NAME = "cws"
-# Level INI files by producer: ours/Aperio first, then the Olympus/Bacus set (§1.1).
-KNOWN_INI = ("finalscan.ini", "scanslide.ini", "finalcond.ini", "slidescan.ini", "slidecond.ini")
 ASSOCIATED = {"slidethumb.jpg": "thumbnail", "label.jpg": "label", "macro.jpg": "macro", "ss1.jpg": "ss1"}
 _PLANE = re.compile(r"(.+)_([ud][1-9])\.jpe?g")
-_LEVEL_SECTION = re.compile(r"level(\d{1,3})")
 _MAX_MISSING_LISTED = 10
 
 
@@ -102,10 +100,7 @@ def _level_files(main: IniFile, main_name: str, files: dict[str, str]) -> tuple[
     """INI files to read as levels, in preference order, and each file's ``[LevelN]`` section."""
     names = [main_name]
     specs: dict[str, dict[str, Value]] = {}
-    numbered = sorted(
-        (int(m.group(1)), section) for name, section in main.sections.items() if (m := _LEVEL_SECTION.fullmatch(name))
-    )
-    for index, section in numbered:
+    for index, section in level_sections(main).items():
         value = section.get("tinifile")
         if value is None:
             if index == 0:
@@ -225,7 +220,7 @@ def open_slide(path: Path) -> Slide:
         size = (max(1, math.ceil(width / ds)), max(1, math.ceil(height / ds)))
         if levels:
             declared_w, declared_h = _size(main, spec, "iwidth"), _size(main, spec, "iheight")
-            # Other producers' [Level1+] sizes are unreliable (§1.3): trust them only when they fit.
+            # Other producers' [Level1+] sizes are unreliable (docs/formats.md §1.3): trust them only when they fit.
             if declared_w and declared_h and abs(declared_w - width / ds) <= 2 and abs(declared_h - height / ds) <= 2:
                 size = (declared_w, declared_h)
         paths = builder.paths(ini.block_names, _suffix(ini), report=True)
@@ -255,7 +250,7 @@ def open_slide(path: Path) -> Slide:
 
 
 def _plane_paths(base: IniFile, builder: _Levels) -> dict[str, list[str | None]]:
-    """Focal planes ``DaN_u1``..``DaN_d4``: files beside the level-0 blocks (§1.1)."""
+    """Focal planes ``DaN_u1``..``DaN_d4``: files beside the level-0 blocks (docs/formats.md §1.1)."""
     found: dict[str, set[str]] = {}
     for lower in builder.files:
         match = _PLANE.fullmatch(lower)
@@ -272,28 +267,11 @@ def _plane_paths(base: IniFile, builder: _Levels) -> dict[str, list[str | None]]
     return planes
 
 
-def _aperio_fields(description: str) -> dict[str, str]:
-    fields = {}
-    for part in description.split("|")[1:]:
-        key, sep, value = part.partition("=")
-        if sep and key.strip():
-            fields[key.strip()] = value.strip()
-    return fields
-
-
-def _positive(value: float | None, limit: float) -> float | None:
-    return value if value is not None and 0 < value <= limit else None
-
-
 def _metadata(main: IniFile) -> tuple[dict[str, str], tuple[float, float] | None, float | None, str | None]:
     properties = {f"cws.{main.header_names[key]}": value.text for key, value in main.header.items()}
     description = main.text("tDescription") or None
-    fields = _aperio_fields(description) if description else {}
-    properties.update({f"aperio.{key}": value for key, value in fields.items()})
-    magnification = _positive(main.number("dMagnification"), 1000) or _positive(number(fields.get("AppMag", "")), 1000)
-    mpp_value = _positive(main.number("tMPP"), 1000) or _positive(number(fields.get("MPP", "")), 1000)
-    if mpp_value is None and magnification:
-        mpp_value = 10.0 / magnification  # 20x is about 0.5 um/px (§1.4)
+    properties.update({f"aperio.{key}": value for key, value in parse_fields(description).items()})
+    mpp_value, magnification = scale(main)
     mpp = (mpp_value, mpp_value) if mpp_value else None
     properties["openslide.vendor"] = NAME
     return properties, mpp, magnification, description

@@ -30,25 +30,23 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ... import codecs
+from ...aperio import stated_quality
 from ...background import slide_background
 from ...errors import UnsupportedFormatError
-from ...geometry import TileGrid
+from ...geometry import TileGrid, choose_tile_size
 from ...model import Level, Slide
-from ...output import DEFAULT_JPEG_QUALITY, ConversionReport, LevelReport, Method, WriteOptions, atomic_output
+from ...output import ConversionReport, LevelReport, Method, WriteOptions, atomic_output, default_quality
 from ...progress import ProgressCallback, no_progress
 from ...pyramid import DownsampledLevel, close_levels, pyramid_levels
 from ...tiling import EncodedTile, encoded_tiles, is_copyable
 from .companions import write_companions
 
-UNITS = 4  # stage units per level-0 pixel, what producers write (§1.4)
+UNITS = 4  # stage units per level-0 pixel, what producers write (docs/formats.md §1.4)
 WHOLE_SLIDE = 2048  # the lowest level is below this on its long side (and is ScanSlide.ini)
 DEFAULT_BLOCK = 512
-MAX_BLOCK = 4096
-MAX_COPIED_BLOCK = 1024  # larger source tiles are re-cut into DEFAULT_BLOCK blocks
 BLOCK_WRITERS = 2
 BLOCKS_IN_FLIGHT = 64  # encoded blocks queued for writing (a few MB at most)
 _PLANE = re.compile(r"[ud][1-9]")
-_APERIO_QUALITY = re.compile(r"\bQ=(\d{1,3})\b")
 
 
 def level_ini_name(index: int, count: int) -> str:
@@ -63,15 +61,14 @@ def block_name(index: int, number: int) -> str:
 
 
 def _block_size(slide: Slide, options: WriteOptions) -> tuple[int, int]:
-    if options.tile_size is not None:
-        width, height = options.tile_size
-        if width > MAX_BLOCK or height > MAX_BLOCK:
-            raise UnsupportedFormatError(f"block size {width}x{height} is larger than {MAX_BLOCK} px")
-        return width, height
     grid = slide.levels[0].grid
-    if max(grid.tile_width, grid.tile_height) <= MAX_COPIED_BLOCK:
-        return grid.tile_width, grid.tile_height  # the source's tiles: byte-copied when JPEG
-    return DEFAULT_BLOCK, DEFAULT_BLOCK  # a whole-image "tile" (a plain JPEG) is cut up for the web
+    try:
+        return choose_tile_size(
+            (grid.tile_width, grid.tile_height), options.tile_size, default=(DEFAULT_BLOCK, DEFAULT_BLOCK)
+        )
+    except ValueError as err:
+        width, height = options.tile_size or (0, 0)
+        raise UnsupportedFormatError(f"block size {width}x{height} cannot be written to CWS ({err})") from None
 
 
 class _Frame:
@@ -125,7 +122,7 @@ def _header(slide: Slide, grid: TileGrid, zoom: int, frame: _Frame, *, quality: 
 
 
 def _block_bytes(tile: EncodedTile) -> bytes:
-    """A standalone JPEG any browser decodes with OpenSlide's colours (FORMATS §3.5)."""
+    """A standalone JPEG any browser decodes with OpenSlide's colours (docs/formats.md §3.5)."""
     return codecs.standalone_jpeg(tile.data, tables=tile.encoding.jpeg_tables, rgb=tile.encoding.rgb)
 
 
@@ -170,13 +167,13 @@ class _Plan:
     def __init__(self, slide: Slide, levels: list[Level], options: WriteOptions, block: tuple[int, int]) -> None:
         self.slide = slide
         self.levels = levels
-        self.quality = options.quality or DEFAULT_JPEG_QUALITY
+        self.quality = options.quality  # None: the policy's default per level
         self.rgb = not bool(options.extra.get("ycbcr", False))  # RGB: ~47 dB at Q90 on H&E, 4:2:0 ~38
         self.workers = options.workers
         self.grids = [TileGrid(level.width, level.height, *block) for level in levels]
         self.zooms = [4**index for index in range(len(levels))]
         self.frame = _Frame(*slide.dimensions, self.grids, self.zooms)
-        self.description = _description(slide, block, self.quality)
+        self.description = _description(slide, block, default_quality(self.quality, 0))
         self.fill = slide_background(slide)  # the padding of encoded edge blocks
         base = slide.dimensions
         self.planes = {
@@ -194,12 +191,10 @@ class _Plan:
     def level_quality(self, index: int) -> int:
         """The quality of a level's blocks: the source's when they are copied and it is known."""
         encoding = self.levels[index].encoding
+        default = default_quality(self.quality, index)
         if self.method(index) != "copy" or encoding is None:
-            return self.quality
-        if encoding.quality:
-            return encoding.quality
-        match = _APERIO_QUALITY.search(self.slide.description or "")
-        return int(match.group(1)) if match else self.quality
+            return default
+        return encoding.quality or stated_quality(self.slide.description) or default
 
     def header(self, index: int) -> list[str]:
         return _header(
@@ -237,12 +232,14 @@ class _Plan:
             ]
         return lines
 
-    def tiles(self, level: Level, grid: TileGrid, progress: ProgressCallback, stage: str) -> Iterator[EncodedTile]:
+    def tiles(
+        self, level: Level, grid: TileGrid, progress: ProgressCallback, stage: str, index: int
+    ) -> Iterator[EncodedTile]:
         return encoded_tiles(
             level,
             grid,
             compression="jpeg",
-            quality=self.quality,
+            quality=default_quality(self.quality, index),
             rgb=self.rgb,
             workers=self.workers,
             progress=progress,
@@ -266,7 +263,7 @@ def _write_level(plan: _Plan, index: int, directory: Path, progress: ProgressCal
         for col, row in grid.indices():
             x, y = plan.frame.block(grid, zoom, col, row)
             ini.write(f"[{block_name(index, row * grid.cols + col)}]\nx={x}\ny={y}\nz=0\n")
-        for tile in plan.tiles(level, grid, progress, f"level {index}"):
+        for tile in plan.tiles(level, grid, progress, f"level {index}", index):
             name = block_name(index, tile.row * grid.cols + tile.col)
             blocks.write(os.path.join(folder, f"{name}.jpg"), tile)
             copied += tile.copied
@@ -288,7 +285,7 @@ def _write_planes(plan: _Plan, directory: Path, progress: ProgressCallback) -> N
     folder = str(directory)
     for name, level in plan.planes.items():
         with _BlockWriter() as blocks:
-            for tile in plan.tiles(level, grid, progress, f"focal plane {name}"):
+            for tile in plan.tiles(level, grid, progress, f"focal plane {name}", 0):
                 number = tile.row * grid.cols + tile.col
                 blocks.write(os.path.join(folder, f"{block_name(0, number)}_{name}.jpg"), tile)
 
@@ -319,7 +316,7 @@ def write(
             plan = _Plan(slide, levels, options, block)
             reports = [_write_level(plan, index, tmp, report) for index in range(len(levels))]
             _write_planes(plan, tmp, report)
-            associated = write_companions(slide, tmp, levels=levels, quality=plan.quality)
+            associated = write_companions(slide, tmp, levels=levels, quality=default_quality(plan.quality, 0))
         finally:
             close_levels(levels)
     return ConversionReport(destination=dst, format="cws", levels=reports, associated=associated)

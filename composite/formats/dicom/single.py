@@ -2,7 +2,7 @@
 
 A single-frame instance is a one-level slide; a multi-frame one has frame 1 as its levels and
 frames 2..N as focal planes named ``frame-2`` ... ``frame-N``, so each frame can be exported.
-Grey samples become 8-bit display values the way FORMATS §4 says: the modality LUT (Modality
+Grey samples become 8-bit display values the way docs/formats.md §4 says: the modality LUT (Modality
 LUT Sequence, else Rescale Slope/Intercept), then the first VOI LUT (VOI LUT Sequence) or the
 first window (Window Center/Width with VOILUTFunction LINEAR, LINEAR_EXACT or SIGMOID), else
 linear scaling of the frame's own minimum..maximum, to 0..255 rounded half up; MONOCHROME1 is

@@ -23,17 +23,15 @@ import tifffile
 from ... import codecs
 from ...codecs import RGBArray
 from ...errors import UnsupportedFormatError
-from ...geometry import TileGrid
-from ...model import Level, Slide
+from ...geometry import TileGrid, choose_tile_size
+from ...model import Level, Slide, level_thumbnail
 from ...output import LevelReport, Method, WriteOptions, default_quality
 from ...progress import ProgressCallback
 from ...pyramid import DownsampledLevel, pyramid_levels
-from ...resample import level_thumbnail
 from ...tiling import EncodedTile, encoded_tiles, is_copyable
 from .tileorder import ArrivalOrder
 
 BIGTIFF_THRESHOLD = 2 * 2**30  # estimated bytes: half of classic TIFF's 4 GiB, as a margin
-MAX_TILE = 4096
 # Expected output bytes per raw byte, generous on purpose (auto BigTIFF must switch early).
 _SIZE_RATIO = {"jpeg": 0.5, "jpeg2000": 0.5, "lzw": 1.5, "none": 1.0}
 
@@ -85,18 +83,14 @@ def make_plan(slide: Slide, options: WriteOptions, *, default_tile: int, spool_d
 
 
 def _tile_size(slide: Slide, options: WriteOptions, default: int) -> tuple[int, int]:
-    if options.tile_size is not None:
-        width, height = options.tile_size
-        if width % 16 or height % 16 or width > MAX_TILE or height > MAX_TILE:
-            raise UnsupportedFormatError(
-                f"tile size {width}x{height} cannot be written to TIFF (multiples of 16 up to {MAX_TILE} needed)"
-            )
-        return width, height
     grid = slide.levels[0].grid
-    # Larger "tiles" are whole images (a plain JPEG source): tile those properly.
-    if grid.tile_width % 16 == 0 and grid.tile_height % 16 == 0 and max(grid.tile_width, grid.tile_height) <= 1024:
-        return grid.tile_width, grid.tile_height
-    return default, default
+    try:
+        return choose_tile_size(
+            (grid.tile_width, grid.tile_height), options.tile_size, default=(default, default), multiple=16
+        )
+    except ValueError as err:
+        width, height = options.tile_size or (0, 0)
+        raise UnsupportedFormatError(f"tile size {width}x{height} cannot be written to TIFF ({err})") from None
 
 
 def _source_codec(slide: Slide) -> str | None:
@@ -173,7 +167,7 @@ def _jpeg_chunks(first: EncodedTile, rest: Iterator[EncodedTile], copied: list[i
     rgb = first.encoding.rgb
     kwargs: dict[str, Any] = {"compression": "jpeg", "jpegtables": tables}
     if rgb:
-        # tifffile tags JPEG as YCbCr unless told the stream is RGB (Aperio's way, FORMATS §3.2)
+        # tifffile tags JPEG as YCbCr unless told the stream is RGB (Aperio's way, docs/formats.md §3.2)
         kwargs.update(photometric="rgb", subsampling=(1, 1), compressionargs={"outcolorspace": "RGB"})
     else:
         kwargs.update(photometric="ycbcr", subsampling=codecs.jpeg_info(first.data).subsampling)

@@ -29,7 +29,7 @@ import tifffile
 
 from ...errors import UnsupportedFormatError
 from ...model import Slide
-from ...output import ConversionReport, LevelReport, WriteOptions, atomic_output
+from ...output import ASSOCIATED_QUALITY, ConversionReport, LevelReport, WriteOptions, atomic_output
 from ...progress import ProgressCallback, no_progress
 from ...pyramid import close_levels
 from .common import Plan, make_plan, write_level
@@ -106,7 +106,7 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback, *, 
                     image.read(),
                     photometric="rgb",
                     compression="jpeg" if name == "macro" else "lzw",
-                    compressionargs={"level": 90} if name == "macro" else None,
+                    compressionargs={"level": ASSOCIATED_QUALITY} if name == "macro" else None,
                     metadata={"axes": "YXS", "Name": name},
                     software=SOFTWARE,
                 )

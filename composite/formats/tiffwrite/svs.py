@@ -1,4 +1,4 @@
-"""Aperio SVS writer: the layout OpenSlide, tifffile, Bio-Formats and ImageScope read (FORMATS §3.1).
+"""Aperio SVS writer: the layout OpenSlide, tifffile, Bio-Formats and ImageScope read (docs/formats.md §3.1).
 
 One IFD chain, no SubIFDs: level 0 (tiled, NewSubfileType 0, the Aperio description with AppMag,
 MPP and the source's other Aperio fields), the thumbnail (stripped, JPEG, smaller than the
@@ -21,8 +21,9 @@ from pathlib import Path
 import tifffile
 
 from ... import __version__
+from ...aperio import parse_fields
 from ...model import Slide
-from ...output import ConversionReport, LevelReport, WriteOptions, atomic_output
+from ...output import ASSOCIATED_QUALITY, ConversionReport, LevelReport, WriteOptions, atomic_output
 from ...progress import ProgressCallback, no_progress
 from ...pyramid import close_levels
 from .common import LevelChunks, Plan, build_lower_levels, make_plan, thumbnail, write_level
@@ -58,12 +59,7 @@ def _source_fields(slide: Slide) -> dict[str, str]:
     """The ``key = value`` items of an Aperio source description, as strings exactly as written."""
     if not (slide.description or "").startswith("Aperio"):
         return {}
-    fields = {}
-    for item in (slide.description or "").split("|")[1:]:
-        key, sep, value = item.partition("=")
-        if sep:
-            fields[key.strip()] = value.strip()
-    return fields
+    return parse_fields(slide.description)
 
 
 def _same(text: str | None, value: float) -> str | None:
@@ -131,7 +127,7 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback) -> 
                     metadata=None,
                     photometric="rgb",
                     compression="jpeg",
-                    compressionargs={"level": 90},
+                    compressionargs={"level": ASSOCIATED_QUALITY},
                     rowsperstrip=16,
                     subfiletype=0,
                     software=SOFTWARE,
@@ -148,7 +144,7 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback) -> 
                 metadata=None,
                 photometric="rgb",
                 compression=compression,
-                compressionargs={"level": 90} if compression == "jpeg" else None,
+                compressionargs={"level": ASSOCIATED_QUALITY} if compression == "jpeg" else None,
                 subfiletype=subfiletype,
                 software=SOFTWARE,
             )

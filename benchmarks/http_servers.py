@@ -2,7 +2,7 @@
 
 ``composite_server`` runs ``wsi-composite serve`` as a real process (so the CLI, signals and the
 access log are exercised too); ``http_server`` runs ``python -m http.server``; ``nginx_server``
-runs Debian's nginx with a throwaway configuration serving ``web/`` at ``/`` and the slides at
+runs Debian's nginx with a throwaway configuration serving ``composite/web/`` at ``/`` and the slides at
 ``/slides/`` — the layout our server uses, so the same viewer URL works on all three.
 """
 
