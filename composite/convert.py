@@ -1,37 +1,44 @@
 """Convert any slide composite reads into SVS, pyramidal TIFF, CWS or ACI, streaming.
 
 ``convert(src, dst)`` opens the source, picks the writer from ``to`` or the destination's name
-(:func:`output_format`) and lets it write. Every writer is built on the same pipeline:
-:func:`composite.pyramid.pyramid_levels` plans the levels (the source's own where they fit, lazy
-box-downsampled ones elsewhere) and :func:`composite.tiling.encoded_tiles` turns each level into
-encoded tiles, byte-copying where source and target tiles coincide. Writers are registered in
-:data:`WRITERS` as lazy ``"module:function"`` strings so that importing this module stays cheap.
+(:func:`output_format`), plans the conversion once (:func:`composite.plan.make_plan`: levels,
+grids, tile size, per-level codec, quality and colour, copy or re-encode) under the writer's
+rules, and lets the writer lay out its container from the plan. Writers (:class:`Writer`) are
+registered in :data:`WRITERS` as lazy ``"module:attribute"`` strings so that importing this
+module stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import UnsupportedFormatError
 from .model import Slide
 from .output import (
     COMPRESSIONS,
+    AciOptions,
     ConversionReport,
     LevelReport,
+    TiffOptions,
     WriteOptions,
-    Writer,
     atomic_output,
     check_destination,
 )
 from .progress import ProgressCallback, no_progress
 from .registry import open_slide
 
+if TYPE_CHECKING:
+    from .plan import Writer
+
 __all__ = [
     "COMPRESSIONS",
     "WRITERS",
+    "AciOptions",
     "ConversionReport",
     "LevelReport",
+    "TiffOptions",
     "WriteOptions",
     "Writer",
     "atomic_output",
@@ -41,10 +48,10 @@ __all__ = [
 ]
 
 WRITERS: dict[str, str] = {
-    "svs": "composite.formats.tiffwrite:write_svs",
-    "tiff": "composite.formats.tiffwrite:write_tiff",
-    "cws": "composite.formats.cws.write:write",
-    "aci": "composite.formats.aci.split:write",
+    "svs": "composite.formats.tiffwrite.svs:WRITER",
+    "tiff": "composite.formats.tiffwrite.generic:WRITER",
+    "cws": "composite.formats.cws.write:WRITER",
+    "aci": "composite.formats.aci.split:WRITER",
 }
 _EXTENSIONS = {".svs": "svs", ".tif": "tiff", ".tiff": "tiff", ".aci": "aci"}
 
@@ -77,12 +84,16 @@ def writer_for(name: str) -> Writer:
         target = WRITERS[name]
     except KeyError:
         raise UnsupportedFormatError(f"unknown output format {name!r} (expected one of {', '.join(WRITERS)})") from None
-    module_name, _, function = target.partition(":")
+    module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:
         raise UnsupportedFormatError(f"the {name} writer is not available ({err})") from err
-    writer: Writer = getattr(module, function)
+    from .plan import Writer  # the plan pulls in the pipeline: only once a writer is wanted
+
+    writer = getattr(module, attribute)
+    if not isinstance(writer, Writer):
+        raise TypeError(f"{target} is not a Writer")
     return writer
 
 
@@ -104,8 +115,17 @@ def convert(
     options = options or WriteOptions()
     name = output_format(dst, to)
     check_destination(dst, overwrite=options.overwrite)
-    write = writer_for(name)
+    writer = writer_for(name)
     if isinstance(src, Slide):
-        return write(src, dst, options=options, progress=progress or no_progress)
+        return _write(writer, src, dst, options, progress or no_progress)
     with open_slide(src) as slide:
-        return write(slide, dst, options=options, progress=progress or no_progress)
+        return _write(writer, slide, dst, options, progress or no_progress)
+
+
+def _write(
+    writer: Writer, slide: Slide, dst: Path, options: WriteOptions, progress: ProgressCallback
+) -> ConversionReport:
+    from .plan import make_plan
+
+    with make_plan(slide, options, writer.rules, spool_dir=dst.parent) as plan:
+        return writer.write(plan, dst, progress=progress)

@@ -3,9 +3,9 @@
 These types live below ``composite.convert`` so that format modules (which must not import
 ``convert``) can use them; ``composite.convert`` re-exports them, so users import from there.
 
-A writer has the shape ``write(slide, dst, *, options, progress) -> ConversionReport`` and is
-registered by name in ``composite.convert.WRITERS``. It writes to a temporary name beside ``dst``
-(:func:`atomic_output`) and renames at the end, so an interrupted run leaves nothing at ``dst``.
+A writer (:class:`composite.plan.Writer`) is registered by name in ``composite.convert.WRITERS``.
+It writes to a temporary name beside ``dst`` (:func:`atomic_output`) and renames at the end, so an
+interrupted run leaves nothing at ``dst``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,14 +38,65 @@ def default_quality(quality: int | None, level: int) -> int:
     return DEFAULT_JPEG_QUALITY if level == 0 else DEFAULT_LOWER_LEVEL_QUALITY
 
 
+BigTiff = Literal["auto", "yes", "no"]
+PieceFormat = Literal["svs", "tiff"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TiffOptions:
+    """SVS and generic TIFF: ``bigtiff`` auto switches when the estimated output passes
+    ``bigtiff_threshold`` bytes (and restarts as BigTIFF when the estimate was low); ``ome`` writes
+    OME-TIFF (generic TIFF only)."""
+
+    bigtiff: BigTiff = "auto"
+    bigtiff_threshold: int = 2 * 2**30  # half of classic TIFF's 4 GiB, as a margin
+    ome: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bigtiff not in ("auto", "yes", "no"):
+            raise ValueError(f"bigtiff must be auto, yes or no, got {self.bigtiff!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AciOptions:
+    """ACI: pieces of at most ``piece_size`` px a side, each written as ``piece_format``."""
+
+    piece_size: int = 16384
+    piece_format: PieceFormat = "svs"
+
+    def __post_init__(self) -> None:
+        if self.piece_size < 16:
+            raise ValueError(f"piece size must be at least 16 px, got {self.piece_size}")
+        if self.piece_format not in ("svs", "tiff"):
+            raise ValueError(f"piece format must be svs or tiff, got {self.piece_format!r}")
+
+
+_EXTRA_KEYS = {
+    "ycbcr": ("", "ycbcr"),
+    "pyramid_factor": ("", "pyramid_factor"),
+    "min_level_size": ("", "min_level_size"),
+    "bigtiff": ("tiff", "bigtiff"),
+    "bigtiff_threshold": ("tiff", "bigtiff_threshold"),
+    "ome": ("tiff", "ome"),
+    "piece_size": ("aci", "piece_size"),
+    "piece_format": ("aci", "piece_format"),
+}
+
+
 @dataclass(frozen=True, kw_only=True)
 class WriteOptions:
     """How to write a slide; every field has a default that does the right thing.
 
     ``tile_size`` None keeps the source level-0 tile size where it can be kept (so tiles can be
     byte-copied), else the writer's default. ``compression`` None keeps the source codec when
-    copyable, else JPEG. ``quality`` None is the writer's default (:data:`DEFAULT_JPEG_QUALITY`).
-    ``extra`` holds format-specific options (``bigtiff``, ``ome``, ``piece_size``, ...).
+    copyable, else JPEG. ``quality`` None is the policy's default per level (90 at level 0, 95
+    below: :func:`default_quality`). ``ycbcr`` re-encodes JPEG as YCbCr 4:2:0 instead of Aperio's
+    RGB. ``pyramid_factor`` and ``min_level_size`` shape SVS/TIFF pyramids (None: 4x steps until a
+    level fits in 1024 px; CWS always steps 4x down to below 2048 px). ``tiff`` and ``aci`` hold
+    the options of those formats. Validated once, here.
+
+    ``extra`` is the former spelling of the format options (``{"ome": True, "piece_size": 8192}``),
+    still accepted: its keys are moved into the typed fields above and it is then emptied.
     """
 
     tile_size: tuple[int, int] | None = None
@@ -53,9 +104,16 @@ class WriteOptions:
     quality: int | None = None
     workers: int | None = None
     overwrite: bool = False
+    ycbcr: bool = False
+    pyramid_factor: int | None = None
+    min_level_size: int | None = None
+    tiff: TiffOptions = field(default_factory=TiffOptions)
+    aci: AciOptions = field(default_factory=AciOptions)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.extra:
+            self._take_extra()
         if self.compression is not None and self.compression not in COMPRESSIONS:
             raise ValueError(f"unknown compression {self.compression!r} (expected one of {', '.join(COMPRESSIONS)})")
         if self.quality is not None and not 1 <= self.quality <= 100:
@@ -64,6 +122,27 @@ class WriteOptions:
             raise ValueError(f"tile size must be positive, got {self.tile_size[0]}x{self.tile_size[1]}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers must be at least 1, got {self.workers}")
+        if self.pyramid_factor is not None and self.pyramid_factor < 2:
+            raise ValueError(f"pyramid factor must be at least 2, got {self.pyramid_factor}")
+        if self.min_level_size is not None and self.min_level_size < 1:
+            raise ValueError(f"min level size must be positive, got {self.min_level_size}")
+
+    def _take_extra(self) -> None:
+        unknown = sorted(set(self.extra) - set(_EXTRA_KEYS))
+        if unknown:
+            raise ValueError(f"unknown write option(s) {', '.join(unknown)} (expected {', '.join(_EXTRA_KEYS)})")
+        groups: dict[str, dict[str, Any]] = {"": {}, "tiff": {}, "aci": {}}
+        for key, value in self.extra.items():
+            group, name = _EXTRA_KEYS[key]
+            if name == "bigtiff" and isinstance(value, bool):
+                value = "yes" if value else "no"
+            groups[group][name] = value
+        if groups["tiff"]:
+            groups[""]["tiff"] = replace(self.tiff, **groups["tiff"])
+        if groups["aci"]:
+            groups[""]["aci"] = replace(self.aci, **groups["aci"])
+        for name, value in {**groups[""], "extra": {}}.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass
@@ -106,9 +185,6 @@ class ConversionReport:
                 f"{tiles}{codec}  {level.method}"
             )
         return lines
-
-
-Writer = Callable[..., ConversionReport]
 
 
 def check_destination(dst: Path, *, overwrite: bool) -> None:

@@ -1,18 +1,36 @@
 """Which format a path is, decided by content (magic bytes, INI files), and opening it.
 
-Formats are modules under ``composite.formats`` with ``NAME``, ``sniff(path) -> bool`` and
-``open_slide(path) -> Slide``; the first in ``FORMAT_MODULES`` whose sniff says yes opens the
-path. Order matters: DICOM files may also be TIFF (dual-personality), so DICOM comes first.
+Formats are modules under ``composite.formats`` of the :class:`Reader` shape (``NAME``,
+``sniff(path) -> bool``, ``open_slide(path) -> Slide``), imported only when a path is opened; the
+first in ``FORMAT_MODULES`` whose sniff says yes opens the path. Order matters: DICOM files may
+also be TIFF (dual-personality), so DICOM comes first.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from types import ModuleType
+from typing import Protocol, cast, runtime_checkable
 
 from .errors import CompositeError, SlideNotFoundError, UnsupportedFormatError
 from .model import Slide
+
+
+@runtime_checkable
+class Reader(Protocol):
+    """A format that composite reads: a module of ``composite.formats`` (tests/test_reader_contract.py
+    holds every one to the same checks)."""
+
+    NAME: str
+
+    def sniff(self, path: Path) -> bool:
+        """Whether ``path`` is of this format, from its content (cheap: headers, names)."""
+        ...
+
+    def open_slide(self, path: Path) -> Slide:
+        """Open ``path``; raise a :class:`~composite.errors.CompositeError` on anything wrong."""
+        ...
+
 
 FORMAT_MODULES = (
     "composite.formats.dicom",
@@ -23,11 +41,11 @@ FORMAT_MODULES = (
 )
 
 
-def format_modules() -> list[ModuleType]:
-    return [importlib.import_module(name) for name in FORMAT_MODULES]
+def format_modules() -> list[Reader]:
+    return [cast(Reader, importlib.import_module(name)) for name in FORMAT_MODULES]
 
 
-def detect_format(path: str | Path) -> ModuleType:
+def detect_format(path: str | Path) -> Reader:
     """The format module that reads ``path``; raises when none does."""
     path = Path(path)
     if not path.exists():
@@ -49,7 +67,7 @@ def open_slide(path: str | Path) -> Slide:
     path = Path(path)
     module = detect_format(path)
     try:
-        slide: Slide = module.open_slide(path)
+        slide = module.open_slide(path)
     except CompositeError:
         raise
     except (ValueError, OSError, KeyError, IndexError) as err:

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from composite.convert import WriteOptions, convert
+from composite.convert import AciOptions, WriteOptions, convert
 from composite.errors import FormatError, OutputExistsError, UnsafePathError
 from composite.formats.aci import compose, open_slide
 from composite.formats.aci.manifest import read_manifest
@@ -81,7 +81,9 @@ def test_split_writes_layers_and_refuses_to_clobber(source_svs: Path, tmp_path: 
         Image.fromarray(pixels).save(tmp_path / f"p{i}.png")
     (tmp_path / "z.aci").write_text("p0.png 0 0\n1 2\np1.png 0 0\n2 4.5\np2.png 0 0\n")
     out = tmp_path / "out" / "zz.aci"
-    report = convert(tmp_path / "z.aci", out, options=WriteOptions(compression="lzw", extra={"piece_format": "tiff"}))
+    report = convert(
+        tmp_path / "z.aci", out, options=WriteOptions(compression="lzw", aci=AciOptions(piece_format="tiff"))
+    )
     assert report.format == "aci"
     layers = read_manifest(out).layers
     assert [(layer.z, [c.path for c in layer.components]) for layer in layers] == [

@@ -13,7 +13,7 @@ import openslide
 import pytest
 import tifffile
 
-from composite.convert import ConversionReport, WriteOptions, convert
+from composite.convert import ConversionReport, TiffOptions, WriteOptions, convert
 from composite.synthetic import write_synthetic_slide
 from tests.test_svs_writer import _bioformats, _series, openslide_level
 
@@ -24,8 +24,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_slide(path, width=1800, height=1300, min_level_size=200, mpp=0.5, magnification=20)
 
 
-def _convert(source: Path, dst: Path, **extra: object) -> ConversionReport:
-    return convert(source, dst, options=WriteOptions(workers=2, extra={"min_level_size": 100, **extra}))
+def _convert(source: Path, dst: Path, *, ome: bool = False) -> ConversionReport:
+    return convert(source, dst, options=WriteOptions(workers=2, min_level_size=100, tiff=TiffOptions(ome=ome)))
 
 
 def _vips(spec: str) -> dict[str, str]:

@@ -211,15 +211,15 @@ def test_destination_rules(pyramid_svs: Path, tmp_path: Path) -> None:
     dst = tmp_path / "dst"
     dst.mkdir()
     with open_slide(small) as slide:
-        cws_write.write(slide, dst)  # an existing empty directory is fine
+        convert(slide, dst, to="cws")  # an existing empty directory is fine
         assert (dst / "FinalScan.ini").is_file()
         with pytest.raises(OutputExistsError, match="--overwrite"):
-            cws_write.write(slide, dst)
+            convert(slide, dst, to="cws")
         (dst / "keep.txt").write_text("old")
-        cws_write.write(slide, dst, options=WriteOptions(overwrite=True))
+        convert(slide, dst, to="cws", options=WriteOptions(overwrite=True))
         assert not (dst / "keep.txt").exists()
-        with pytest.raises(UnsupportedFormatError, match="JPEG"):
-            cws_write.write(slide, tmp_path / "lzw", options=WriteOptions(compression="lzw"))
+        with pytest.raises(UnsupportedFormatError, match="CWS blocks are jpeg, not lzw"):
+            convert(slide, tmp_path / "lzw", to="cws", options=WriteOptions(compression="lzw"))
 
 
 def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,7 +230,7 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(cws_write, "write_companions", fail)
     with pytest.raises(RuntimeError), open_slide(small) as slide:
-        cws_write.write(slide, tmp_path / "out")
+        convert(slide, tmp_path / "out", to="cws")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.svs"]
 
 

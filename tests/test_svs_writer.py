@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openslide
@@ -17,7 +18,7 @@ from numpy.typing import NDArray
 import composite
 from composite import codecs
 from composite.codecs import TileEncoding
-from composite.convert import ConversionReport, WriteOptions, convert
+from composite.convert import ConversionReport, TiffOptions, WriteOptions, convert
 from composite.geometry import TileGrid
 from composite.model import Level, Slide
 from composite.resample import box_downsample
@@ -85,11 +86,10 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_synthetic_slide(path, width=2000, height=1500, min_level_size=200, mpp=0.4990, magnification=20)
 
 
-def _convert(source: Path, tmp_path: Path, name: str, **options: object) -> tuple[Path, ConversionReport]:
-    extra = dict(options.pop("extra", {}))  # type: ignore[call-overload]
-    extra.setdefault("min_level_size", 100)
+def _convert(source: Path, tmp_path: Path, name: str, **options: Any) -> tuple[Path, ConversionReport]:
+    options.setdefault("min_level_size", 100)
     dst = tmp_path / name
-    report = convert(source, dst, options=WriteOptions(workers=2, extra=extra, **options))  # type: ignore[arg-type]
+    report = convert(source, dst, options=WriteOptions(workers=2, **options))
     assert report.destination == dst and dst.is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
     return dst, report
@@ -138,13 +138,13 @@ def test_one_level_source_gets_downsampled_levels(source: Path, tmp_path: Path) 
             associated=slide.associated,
         )
         dst = tmp_path / "one.svs"
-        report = convert(one, dst, options=WriteOptions(workers=2, extra={"min_level_size": 100}))
+        report = convert(one, dst, options=WriteOptions(workers=2, min_level_size=100))
     assert [lvl.method for lvl in report.levels] == ["copy", "downsample", "downsample", "downsample"]
     check_svs(dst, source, report, base_only=True)
 
 
 def test_lzw_is_lossless(source: Path, tmp_path: Path) -> None:
-    dst, report = _convert(source, tmp_path, "lzw.svs", compression="lzw", extra={"min_level_size": 400})
+    dst, report = _convert(source, tmp_path, "lzw.svs", compression="lzw", min_level_size=400)
     with tifffile.TiffFile(dst) as tif:
         assert {p.compression for p in tif.series[0].levels[0].pages} == {tifffile.COMPRESSION.LZW}
         # tiles were written in column stripes and placed by TileOffsets, not by file order
@@ -155,7 +155,7 @@ def test_lzw_is_lossless(source: Path, tmp_path: Path) -> None:
 
 
 def test_jpeg2000_is_aperio_33005_and_openslide_reads_it(source: Path, tmp_path: Path) -> None:
-    dst, report = _convert(source, tmp_path, "j2k.svs", compression="jpeg2000", extra={"min_level_size": 400})
+    dst, report = _convert(source, tmp_path, "j2k.svs", compression="jpeg2000", min_level_size=400)
     with tifffile.TiffFile(dst) as tif:
         codes = {int(lvl.keyframe.compression) for lvl in tif.series[0].levels}
         assert codes == {33005}
@@ -163,7 +163,7 @@ def test_jpeg2000_is_aperio_33005_and_openslide_reads_it(source: Path, tmp_path:
 
 
 def test_ycbcr_option_tags_ycbcr_and_colours_stay_right(source: Path, tmp_path: Path) -> None:
-    dst, report = _convert(source, tmp_path, "ycc.svs", tile_size=(256, 256), extra={"ycbcr": True})
+    dst, report = _convert(source, tmp_path, "ycc.svs", tile_size=(256, 256), ycbcr=True)
     with tifffile.TiffFile(dst) as tif:
         page = tif.series[0].levels[0].keyframe
         assert page.photometric == tifffile.PHOTOMETRIC.YCBCR and page.tags["YCbCrSubSampling"].value == (2, 2)
@@ -195,10 +195,8 @@ def test_tifffile_sees_svs_series_and_descriptions(source: Path, tmp_path: Path)
     ("mode", "threshold", "expected"), [("auto", 1000, True), ("auto", None, False), ("yes", None, True)]
 )
 def test_bigtiff_switch(source: Path, tmp_path: Path, mode: str, threshold: int | None, expected: bool) -> None:
-    extra: dict[str, object] = {"bigtiff": mode, "min_level_size": 400}
-    if threshold is not None:
-        extra["bigtiff_threshold"] = threshold
-    dst, report = _convert(source, tmp_path, "big.svs", extra=extra)
+    tiff = TiffOptions(bigtiff=mode, **({} if threshold is None else {"bigtiff_threshold": threshold}))  # type: ignore[arg-type]
+    dst, report = _convert(source, tmp_path, "big.svs", tiff=tiff, min_level_size=400)
     with tifffile.TiffFile(dst) as tif:
         assert tif.is_bigtiff is expected and tif.is_svs
     with openslide.OpenSlide(dst) as slide:
@@ -259,7 +257,7 @@ def test_real_aperio_slide_round_trips(openslide_data: Path, tmp_path: Path) -> 
 
 def test_generic_tiff_without_jpeg_is_reencoded(openslide_data: Path, tmp_path: Path) -> None:
     source = openslide_data / "boxes.tiff"
-    dst, report = _convert(source, tmp_path, "boxes.svs", extra={"min_level_size": 64})
+    dst, report = _convert(source, tmp_path, "boxes.svs", min_level_size=64)
     # own levels at 1x and 4x (deflate: re-encoded); 16x from the 8x level, halved
     assert [lvl.method for lvl in report.levels] == ["reencode", "reencode", "downsample"]
     with openslide.OpenSlide(dst) as out:
@@ -294,7 +292,7 @@ def test_copied_tiles_with_differing_tables_stay_exact(tmp_path: Path, rgb: bool
     reader = _CompleteJpegTiles(grid, rgb=rgb)
     slide = Slide(format="test", path=tmp_path / "tiles", levels=[Level(grid, 1.0, reader)], mpp=(0.5, 0.5))
     dst = tmp_path / "mixed.svs"
-    report = convert(slide, dst, options=WriteOptions(workers=2, extra={"min_level_size": 1024}))
+    report = convert(slide, dst, options=WriteOptions(workers=2, min_level_size=1024))
     assert report.levels[0].method == "copy" and report.levels[0].copied_tiles == grid.tile_count
     with tifffile.TiffFile(dst) as tif:
         page = tif.pages[0]

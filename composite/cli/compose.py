@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import CompositeError
 from ..formats.aci import compose, open_source
 from ..model import Slide
+from ..output import AciOptions
 
 
 def grid(text: str) -> tuple[int, int]:
@@ -91,14 +92,10 @@ def add_convert_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def convert_extra(args: argparse.Namespace) -> dict[str, Any]:
-    """``WriteOptions.extra`` entries for the ACI options given."""
-    extra: dict[str, Any] = {}
-    if args.piece_size is not None:
-        extra["piece_size"] = args.piece_size
-    if args.piece_format is not None:
-        extra["piece_format"] = args.piece_format
-    return extra
+def aci_options(args: argparse.Namespace) -> AciOptions:
+    """The ACI options given (``--piece-size``, ``--piece-format``), defaults for the rest."""
+    given = {"piece_size": args.piece_size, "piece_format": args.piece_format}
+    return AciOptions(**{key: value for key, value in given.items() if value is not None})
 
 
 @contextmanager

@@ -10,9 +10,9 @@ import argparse
 import re
 from typing import Any
 
-from ..convert import COMPRESSIONS, WRITERS, WriteOptions, convert
+from ..convert import COMPRESSIONS, WRITERS, TiffOptions, WriteOptions, convert
 from .args import int_in
-from .compose import add_convert_options, convert_extra, convert_source
+from .compose import aci_options, add_convert_options, convert_source
 from .progress import progress_bar
 
 
@@ -63,19 +63,15 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
 
 def write_options(args: argparse.Namespace) -> WriteOptions:
     """The :class:`WriteOptions` of ``add_write_options``'s arguments."""
-    extra: dict[str, Any] = {"bigtiff": args.bigtiff}
-    if args.ome:
-        extra["ome"] = True
-    if args.ycbcr:
-        extra["ycbcr"] = True
-    extra.update(convert_extra(args))
     return WriteOptions(
         tile_size=args.tile_size,
         compression=args.compression,
         quality=args.quality,
         workers=args.workers,
         overwrite=args.overwrite,
-        extra=extra,
+        ycbcr=args.ycbcr,
+        tiff=TiffOptions(bigtiff=args.bigtiff, ome=args.ome),
+        aci=aci_options(args),
     )
 
 

@@ -190,7 +190,7 @@ def _tiff_level(
         compression=options.compression,
         quality=options.quality,
         overwrite=options.overwrite,
-        extra={"min_level_size": max(level.width, level.height)},  # no pyramid below it
+        min_level_size=max(level.width, level.height),  # no pyramid below it
     )
     report = convert(single, dst, to="tiff", options=write, progress=lambda _s, d, t: progress(what, d, t))
     copied = report.levels[0].copied_tiles

@@ -8,8 +8,9 @@ tiles are byte-copied. Focal planes become layers (``z<Z>``, ``u<n>`` = +n, ``d<
 in its own sub-directory. Pieces are written in parallel threads; the manifest is written last
 and everything goes to temporary names renamed at the end.
 
-``options.extra``: ``piece_size`` (default 16384), ``piece_format`` (``svs``, default, or
-``tiff``). Not written: the source's label and macro images.
+``options.aci`` (:class:`~composite.output.AciOptions`): ``piece_size`` (default 16384),
+``piece_format`` (``svs``, default, or ``tiff``). Each piece is planned (:func:`composite.plan.make_plan`)
+and written by the SVS or TIFF writer like any slide. Not written: the source's label and macro images.
 """
 
 from __future__ import annotations
@@ -20,21 +21,21 @@ import re
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Final
 
 from ... import __version__
 from ...errors import OutputExistsError
 from ...geometry import Box
 from ...model import Level, Slide
-from ...output import ConversionReport, LevelReport, WriteOptions, Writer, atomic_output, check_destination
-from ...progress import ProgressCallback, no_progress
-from ..tiffwrite import write_svs, write_tiff
+from ...output import ConversionReport, LevelReport, WriteOptions, atomic_output, check_destination
+from ...plan import ConversionPlan, PlanRules, Writer, make_plan
+from ...progress import ProgressCallback
+from ..tiffwrite import SVS, TIFF
 from .components import nominal_downsample
 from .manifest import Component, Layer, Manifest, serialize
 from .window import window
 
-DEFAULT_PIECE_SIZE = 16384
-PIECE_WRITERS = {"svs": (write_svs, ".svs"), "tiff": (write_tiff, ".tif")}
-_PIECE_KEYS = ("piece_size", "piece_format")
+PIECE_WRITERS: Final[dict[str, tuple[Writer, str]]] = {"svs": (SVS, ".svs"), "tiff": (TIFF, ".tif")}
 
 
 @dataclass(frozen=True)
@@ -46,18 +47,24 @@ class _Piece:
     relative: str  # path in the manifest
 
 
-def write(
-    slide: Slide, dst: Path, *, options: WriteOptions, progress: ProgressCallback = no_progress
-) -> ConversionReport:
-    """Write ``slide`` as ``dst`` (an ``.aci`` manifest) and its pieces directory."""
-    dst = Path(dst)
-    piece_size = int(options.extra.get("piece_size", DEFAULT_PIECE_SIZE))
-    piece_format = str(options.extra.get("piece_format", "svs")).lower()
-    if piece_size < 16:
-        raise ValueError(f"piece size must be at least 16 px, got {piece_size}")
-    if piece_format not in PIECE_WRITERS:
-        raise ValueError(f"piece format must be svs or tiff, got {piece_format!r}")
-    write_piece, suffix = PIECE_WRITERS[piece_format]
+class AciWriter:
+    """ACI manifests with pyramidal pieces: the plan's level 0 is cut, each piece planned anew."""
+
+    name = "aci"
+    # Only the tile and codec checks matter here: the pieces are planned under their writer's rules.
+    rules = PlanRules(container="ACI", default_tile=(240, 240), levels=False)
+
+    def write(self, plan: ConversionPlan, dst: Path, *, progress: ProgressCallback) -> ConversionReport:
+        """Write ``plan.slide`` as ``dst`` (an ``.aci`` manifest) and its pieces directory."""
+        return _write(plan.slide, Path(dst), plan.options, progress)
+
+
+WRITER = AciWriter()
+
+
+def _write(slide: Slide, dst: Path, options: WriteOptions, progress: ProgressCallback) -> ConversionReport:
+    piece_size = options.aci.piece_size
+    write_piece, suffix = PIECE_WRITERS[options.aci.piece_format]
     pieces_dir = dst.with_name(re.sub(r"[\s=#]", "_", dst.stem) + "_pieces")
     check_destination(dst, overwrite=options.overwrite)
     if pieces_dir.exists() and not options.overwrite:
@@ -81,11 +88,8 @@ def write(
         options,
         overwrite=False,
         workers=max(1, (options.workers or os.cpu_count() or 1) // workers),
-        extra={
-            # pieces smaller than the usual 1024 px floor still get a reduced level
-            "min_level_size": min(1024, max(step) // 4),
-            **{k: v for k, v in options.extra.items() if k not in _PIECE_KEYS},
-        },
+        # pieces smaller than the usual 1024 px floor still get a reduced level
+        min_level_size=options.min_level_size or min(1024, max(step) // 4),
     )
     # Exits run inner first: the pieces directory is renamed into place, then the manifest.
     with (
@@ -165,7 +169,8 @@ def _write_pieces(
     def one(piece: _Piece) -> ConversionReport:
         view = window(slide, piece.box, levels=layers[piece.layer][1])
         target = tmp_dir / piece.relative.split("/", 1)[1]
-        return write_piece(view, target, options=options)
+        with make_plan(view, options, write_piece.rules, spool_dir=target.parent) as plan:
+            return write_piece.write(plan, target, progress=lambda *_: None)
 
     reports: list[ConversionReport] = []
     pool = ThreadPoolExecutor(workers, thread_name_prefix="composite-pieces")

@@ -1,7 +1,7 @@
 """Opening a CWS directory as a Slide: levels from INI files, planes, companions, metadata.
 
 Opening reads the INI files and lists the directory once; no block file is opened or stat'ed
-(a 100,000-block slide opens in about a second), except the first block of a file whose header
+(memory and time grow with the INI text only), except the first block of a file whose header
 lacks ``iImageWidth``/``iImageHeight``. Missing block files are found from that listing, drawn
 white, and reported in one warning.
 """

@@ -12,8 +12,8 @@ padded with the slide's glass colour (:mod:`composite.background`), so a reader 
 ``iWidth``/``iHeight`` shows more glass, not smeared stripes; copied edge blocks keep the source's
 padding (Aperio's is white).
 
-The blocks stream through the shared pipeline (:func:`composite.tiling.encoded_tiles`), so a
-source whose tiles coincide with the blocks is copied byte for byte and never decoded. The
+The writer lays out a :class:`composite.plan.ConversionPlan`: the blocks are the plan's encoded
+tiles, so a source whose tiles coincide with the blocks is copied byte for byte and never decoded. The
 directory is written under a temporary name and renamed at the end.
 
 Not written: focal planes other than ``u1``..``u9``/``d1``..``d9`` (named as in the source), and
@@ -25,20 +25,16 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ... import codecs
-from ...aperio import stated_quality
-from ...background import slide_background
-from ...errors import UnsupportedFormatError
-from ...geometry import TileGrid, choose_tile_size
-from ...model import Level, Slide
-from ...output import ConversionReport, LevelReport, Method, WriteOptions, atomic_output, default_quality
-from ...progress import ProgressCallback, no_progress
-from ...pyramid import DownsampledLevel, close_levels, pyramid_levels
-from ...tiling import EncodedTile, encoded_tiles, is_copyable
+from ...geometry import TileGrid
+from ...model import Slide
+from ...output import ConversionReport, LevelReport, atomic_output
+from ...plan import ConversionPlan, LevelPlan, PlanRules
+from ...progress import ProgressCallback
+from ...tiling import EncodedTile
 from .companions import write_companions
 
 UNITS = 4  # stage units per level-0 pixel, what producers write (docs/formats.md §1.4)
@@ -58,17 +54,6 @@ def level_ini_name(index: int, count: int) -> str:
 
 def block_name(index: int, number: int) -> str:
     return f"Da{number}" if index == 0 else f"L{index}Da{number}"
-
-
-def _block_size(slide: Slide, options: WriteOptions) -> tuple[int, int]:
-    grid = slide.levels[0].grid
-    try:
-        return choose_tile_size(
-            (grid.tile_width, grid.tile_height), options.tile_size, default=(DEFAULT_BLOCK, DEFAULT_BLOCK)
-        )
-    except ValueError as err:
-        width, height = options.tile_size or (0, 0)
-        raise UnsupportedFormatError(f"block size {width}x{height} cannot be written to CWS ({err})") from None
 
 
 class _Frame:
@@ -161,20 +146,16 @@ class _BlockWriter:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class _Plan:
-    """Everything decided before the first block: levels, grids, frame, header fields."""
+class _Layout:
+    """The CWS container's part, from the plan: zooms, the stage frame, header fields, planes."""
 
-    def __init__(self, slide: Slide, levels: list[Level], options: WriteOptions, block: tuple[int, int]) -> None:
-        self.slide = slide
-        self.levels = levels
-        self.quality = options.quality  # None: the policy's default per level
-        self.rgb = not bool(options.extra.get("ycbcr", False))  # RGB: ~47 dB at Q90 on H&E, 4:2:0 ~38
-        self.workers = options.workers
-        self.grids = [TileGrid(level.width, level.height, *block) for level in levels]
-        self.zooms = [4**index for index in range(len(levels))]
+    def __init__(self, plan: ConversionPlan) -> None:
+        slide = self.slide = plan.slide
+        self.plan = plan
+        self.grids = [level.grid for level in plan.levels]
+        self.zooms = [4**level.index for level in plan.levels]
         self.frame = _Frame(*slide.dimensions, self.grids, self.zooms)
-        self.description = _description(slide, block, default_quality(self.quality, 0))
-        self.fill = slide_background(slide)  # the padding of encoded edge blocks
+        self.description = _description(slide, plan.tile, plan.levels[0].quality)
         base = slide.dimensions
         self.planes = {
             name: planes[0]
@@ -182,41 +163,27 @@ class _Plan:
             if _PLANE.fullmatch(name) and planes and planes[0].dimensions == base
         }
 
-    def method(self, index: int) -> Method:
-        level, grid = self.levels[index], self.grids[index]
-        if is_copyable(level, grid, "jpeg"):
-            return "copy"
-        return "downsample" if isinstance(level, DownsampledLevel) else "reencode"
-
-    def level_quality(self, index: int) -> int:
-        """The quality of a level's blocks: the source's when they are copied and it is known."""
-        encoding = self.levels[index].encoding
-        default = default_quality(self.quality, index)
-        if self.method(index) != "copy" or encoding is None:
-            return default
-        return encoding.quality or stated_quality(self.slide.description) or default
-
     def header(self, index: int) -> list[str]:
         return _header(
             self.slide,
             self.grids[index],
             self.zooms[index],
             self.frame,
-            quality=self.level_quality(index),
+            quality=self.plan.levels[index].recorded_quality,
             description=self.description,
         )
 
     def main_header(self) -> list[str]:
         slide = self.slide
-        count = len(self.levels)
+        count = len(self.grids)
         lines = self.header(0)
         lines.remove("iZoom=1")
         lines += [
             f"iLayers={1 + len(self.planes)}",
             f"iLevels={count}",
             "bHasThumb=1",
-            f"bHasLabel={int('label' in slide.associated)}",
-            f"bHasMacro={int('macro' in slide.associated)}",
+            f"bHasLabel={int('label' in self.plan.associated)}",
+            f"bHasMacro={int('macro' in self.plan.associated)}",
             f"tWebSlideTitle={slide.title or slide.path.name}",
         ]
         for index, grid in enumerate(self.grids):
@@ -225,98 +192,74 @@ class _Plan:
                 f"iZoom={self.zooms[index]}",
                 f"iWidth={grid.width}",
                 f"iHeight={grid.height}",
-                f"iQuality={self.level_quality(index)}",
+                f"iQuality={self.plan.levels[index].recorded_quality}",
                 f"iBlockWidth={grid.tile_width}",
                 f"iBlockHeight={grid.tile_height}",
                 f"tIniFile={level_ini_name(index, count)}",
             ]
         return lines
 
-    def tiles(
-        self, level: Level, grid: TileGrid, progress: ProgressCallback, stage: str, index: int
-    ) -> Iterator[EncodedTile]:
-        return encoded_tiles(
-            level,
-            grid,
-            compression="jpeg",
-            quality=default_quality(self.quality, index),
-            rgb=self.rgb,
-            workers=self.workers,
-            progress=progress,
-            stage=stage,
-            fill=self.fill,
-        )
 
-
-def _write_level(plan: _Plan, index: int, directory: Path, progress: ProgressCallback) -> LevelReport:
-    level, grid, zoom = plan.levels[index], plan.grids[index], plan.zooms[index]
-    lines = plan.main_header() if index == 0 else plan.header(index)
+def _write_level(layout: _Layout, level: LevelPlan, directory: Path, progress: ProgressCallback) -> LevelReport:
+    index, grid, zoom = level.index, level.grid, layout.zooms[level.index]
+    lines = layout.main_header() if index == 0 else layout.header(index)
     copied = 0
     folder = str(directory)
     with (
-        (directory / level_ini_name(index, len(plan.levels))).open("w", encoding="utf-8", newline="\n") as ini,
+        (directory / level_ini_name(index, len(layout.grids))).open("w", encoding="utf-8", newline="\n") as ini,
         _BlockWriter() as blocks,
     ):
         ini.write("\n".join(lines) + "\n")
         # Positions depend only on the grid: the INI lists blocks in order while the blocks
         # themselves may arrive in any order (re-encoded levels come in column stripes).
         for col, row in grid.indices():
-            x, y = plan.frame.block(grid, zoom, col, row)
+            x, y = layout.frame.block(grid, zoom, col, row)
             ini.write(f"[{block_name(index, row * grid.cols + col)}]\nx={x}\ny={y}\nz=0\n")
-        for tile in plan.tiles(level, grid, progress, f"level {index}", index):
+        for tile in level.tiles(progress=progress):
             name = block_name(index, tile.row * grid.cols + tile.col)
             blocks.write(os.path.join(folder, f"{name}.jpg"), tile)
             copied += tile.copied
-    return LevelReport(
-        index=index,
-        width=grid.width,
-        height=grid.height,
-        downsample=level.downsample,
-        method=plan.method(index),
-        tile_width=grid.tile_width,
-        tile_height=grid.tile_height,
-        compression="jpeg",
-        copied_tiles=copied,
-    )
+    return level.report(copied)
 
 
-def _write_planes(plan: _Plan, directory: Path, progress: ProgressCallback) -> None:
-    grid = plan.grids[0]
+def _write_planes(layout: _Layout, directory: Path, progress: ProgressCallback) -> None:
+    base = layout.plan.levels[0]
+    grid = base.grid
     folder = str(directory)
-    for name, level in plan.planes.items():
+    for name, level in layout.planes.items():
         with _BlockWriter() as blocks:
-            for tile in plan.tiles(level, grid, progress, f"focal plane {name}", 0):
+            for tile in base.tiles_of(level, progress=progress, stage=f"focal plane {name}"):
                 number = tile.row * grid.cols + tile.col
                 blocks.write(os.path.join(folder, f"{block_name(0, number)}_{name}.jpg"), tile)
 
 
-def write(
-    slide: Slide, dst: str | Path, *, options: WriteOptions | None = None, progress: ProgressCallback | None = None
-) -> ConversionReport:
-    """Write ``slide`` as a CWS directory at ``dst``; see the module docstring for the layout.
+class CwsWriter:
+    """CWS directories: JPEG blocks of the source's tile size (up to 1024 px) or 512 px, a 4x
+    pyramid down to below 2048 px (the lowest level is ``ScanSlide.ini``)."""
 
-    An existing empty directory at ``dst`` is used; a non-empty one needs ``options.overwrite``.
-    """
-    dst = Path(dst)
-    options = options or WriteOptions()
-    report = progress or no_progress
-    if options.compression not in (None, "jpeg"):
-        raise UnsupportedFormatError(f"{dst}: CWS blocks are JPEG, not {options.compression}")
-    block = _block_size(slide, options)
-    with atomic_output(dst, overwrite=options.overwrite, directory=True) as tmp:
-        levels = pyramid_levels(
-            slide,
-            factor=4,
-            min_size=WHOLE_SLIDE - 1,
-            tile_size=block,
-            workers=options.workers,
-            spool_dir=tmp.parent,
-        )
-        try:
-            plan = _Plan(slide, levels, options, block)
-            reports = [_write_level(plan, index, tmp, report) for index in range(len(levels))]
-            _write_planes(plan, tmp, report)
-            associated = write_companions(slide, tmp, levels=levels, quality=default_quality(plan.quality, 0))
-        finally:
-            close_levels(levels)
-    return ConversionReport(destination=dst, format="cws", levels=reports, associated=associated)
+    name = "cws"
+    rules = PlanRules(
+        container="CWS",
+        tile_noun="block",
+        default_tile=(DEFAULT_BLOCK, DEFAULT_BLOCK),
+        compressions=("jpeg",),
+        pyramid=(4, WHOLE_SLIDE - 1),
+        pad_with_background=True,  # encoded edge blocks: the glass colour, for readers showing padding
+    )
+
+    def write(self, plan: ConversionPlan, dst: Path, *, progress: ProgressCallback) -> ConversionReport:
+        """Write ``plan`` as a CWS directory at ``dst``; see the module docstring for the layout.
+
+        An existing empty directory at ``dst`` is used; a non-empty one needs ``overwrite``.
+        """
+        dst = Path(dst)
+        layout = _Layout(plan)
+        with atomic_output(dst, overwrite=plan.options.overwrite, directory=True) as tmp:
+            reports = [_write_level(layout, level, tmp, progress) for level in plan.levels]
+            _write_planes(layout, tmp, progress)
+            levels = [level.level for level in plan.levels]
+            associated = write_companions(plan.slide, tmp, levels=levels, quality=plan.levels[0].quality)
+        return ConversionReport(destination=dst, format="cws", levels=reports, associated=associated)
+
+
+WRITER = CwsWriter()

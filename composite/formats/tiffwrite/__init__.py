@@ -1,14 +1,13 @@
-"""Writers of single-file TIFF slides: Aperio SVS (:func:`write_svs`) and pyramidal/OME-TIFF (:func:`write_tiff`).
+"""Writers of single-file TIFF slides: Aperio SVS (:data:`SVS`) and pyramidal/OME-TIFF (:data:`TIFF`).
 
-Both stream: levels come from :func:`composite.pyramid.pyramid_levels`, tiles from
-:func:`composite.tiling.encoded_tiles` (byte-copied where source and target tiles coincide), and
-tifffile writes each encoded tile as it arrives, to a temporary name renamed when complete.
-``options.extra`` keys: ``bigtiff`` (``"auto"``/``"yes"``/``"no"``), ``bigtiff_threshold``
-(estimated bytes above which auto picks BigTIFF), ``ome`` (TIFF only), ``ycbcr`` (re-encode JPEG
-as YCbCr 4:2:0 instead of Aperio RGB), ``min_level_size``, ``pyramid_factor``.
+Both lay out a :class:`composite.plan.ConversionPlan`: tifffile writes each planned level's
+encoded tiles as they arrive (byte-copied where source and target tiles coincide), to a temporary
+name renamed when complete. Their options are ``WriteOptions.tiff`` (:class:`~composite.output.TiffOptions`:
+``bigtiff``, ``bigtiff_threshold``, ``ome``), besides the planning fields ``ycbcr``,
+``pyramid_factor`` and ``min_level_size``.
 """
 
-from .generic import write_tiff
-from .svs import write_svs
+from .generic import WRITER as TIFF
+from .svs import WRITER as SVS
 
-__all__ = ["write_svs", "write_tiff"]
+__all__ = ["SVS", "TIFF"]

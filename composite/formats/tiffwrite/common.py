@@ -1,4 +1,4 @@
-"""What the SVS and generic TIFF writers share: the plan, streaming one level, BigTIFF, thumbnail.
+"""What the SVS and generic TIFF writers share: streaming one planned level, BigTIFF, thumbnail.
 
 A level is written by handing tifffile an iterator of already-encoded tile bytes (it writes each
 as it arrives, so memory stays bounded); tifffile never encodes pyramid tiles itself. JPEG
@@ -12,7 +12,7 @@ Aperio/Adobe-transform-0 JPEG, YCbCr with the stream's subsampling otherwise).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,32 +22,24 @@ import tifffile
 
 from ... import codecs
 from ...codecs import RGBArray
-from ...errors import UnsupportedFormatError
-from ...geometry import TileGrid, choose_tile_size
-from ...model import Level, Slide, level_thumbnail
-from ...output import LevelReport, Method, WriteOptions, default_quality
+from ...model import level_thumbnail
+from ...output import ConversionReport, LevelReport, atomic_output
+from ...plan import ConversionPlan, LevelPlan
 from ...progress import ProgressCallback
-from ...pyramid import DownsampledLevel, pyramid_levels
-from ...tiling import EncodedTile, encoded_tiles, is_copyable
+from ...pyramid import DownsampledLevel
+from ...tiling import EncodedTile
 from .tileorder import ArrivalOrder
 
-BIGTIFF_THRESHOLD = 2 * 2**30  # estimated bytes: half of classic TIFF's 4 GiB, as a margin
 # Expected output bytes per raw byte, generous on purpose (auto BigTIFF must switch early).
 _SIZE_RATIO = {"jpeg": 0.5, "jpeg2000": 0.5, "lzw": 1.5, "none": 1.0}
+TOO_LARGE = "too large for non-BigTIFF"  # tifffile's error when classic TIFF overflows
 
 
 @dataclass
-class Plan:
-    """The decisions made once for a whole conversion."""
+class Layout:
+    """The TIFF container's own state: BigTIFF or not, and each level's tile arrival order."""
 
-    tile: tuple[int, int]
-    compression: str
-    quality: int | None  # None: the default per level (default_quality)
-    rgb: bool
     bigtiff: bool
-    levels: list[Level]
-    grids: list[TileGrid]
-    workers: int | None
     # (width, height) of each level written -> the order its tiles arrived in (see tileorder.py)
     arrivals: dict[tuple[int, int], ArrivalOrder] = field(default_factory=dict)
     # RGB JPEG tiles get the Adobe colour marker, for readers that decode tile bytes themselves
@@ -55,69 +47,31 @@ class Plan:
     adobe_rgb: bool = False
 
 
-def make_plan(slide: Slide, options: WriteOptions, *, default_tile: int, spool_dir: Path) -> Plan:
-    """Tile size, codec, quality, BigTIFF and levels for ``slide`` under ``options``."""
-    tile = _tile_size(slide, options, default_tile)
-    compression = options.compression or _source_codec(slide) or "jpeg"
-    extra = options.extra
-    levels = pyramid_levels(
-        slide,
-        factor=int(extra.get("pyramid_factor", 4)),
-        min_size=int(extra.get("min_level_size", 1024)),
-        tile_size=tile,
-        workers=options.workers,
-        spool_dir=spool_dir,
-    )
-    grids = [TileGrid(level.width, level.height, *tile) for level in levels]
-    estimate = sum(g.cols * g.rows * g.tile_width * g.tile_height * 3 for g in grids) * _SIZE_RATIO[compression]
-    return Plan(
-        tile=tile,
-        compression=compression,
-        quality=options.quality,
-        rgb=not bool(extra.get("ycbcr", False)),
-        bigtiff=_bigtiff(extra, estimate),
-        levels=levels,
-        grids=grids,
-        workers=options.workers,
-    )
+def layout(plan: ConversionPlan, *, adobe_rgb: bool = False) -> Layout:
+    """BigTIFF from ``plan.options.tiff`` and the plan's estimated size."""
+    options = plan.options.tiff
+    if options.bigtiff != "auto":
+        return Layout(bigtiff=options.bigtiff == "yes", adobe_rgb=adobe_rgb)
+    estimate = plan.raw_bytes * _SIZE_RATIO[plan.compression]
+    return Layout(bigtiff=estimate > options.bigtiff_threshold, adobe_rgb=adobe_rgb)
 
 
-def _tile_size(slide: Slide, options: WriteOptions, default: int) -> tuple[int, int]:
-    grid = slide.levels[0].grid
-    try:
-        return choose_tile_size(
-            (grid.tile_width, grid.tile_height), options.tile_size, default=(default, default), multiple=16
-        )
-    except ValueError as err:
-        width, height = options.tile_size or (0, 0)
-        raise UnsupportedFormatError(f"tile size {width}x{height} cannot be written to TIFF ({err})") from None
-
-
-def _source_codec(slide: Slide) -> str | None:
-    """The level-0 codec when its tiles could be copied into TIFF, else None."""
-    encoding = slide.levels[0].encoding
-    if encoding is None:
-        return None
-    if encoding.compression == "jpeg" or (encoding.compression == "jpeg2000" and encoding.rgb):
-        return encoding.compression
-    return None
-
-
-def _bigtiff(extra: Any, estimate: float) -> bool:
-    mode = extra.get("bigtiff", "auto")
-    if mode in (True, "yes"):
-        return True
-    if mode in (False, "no"):
-        return False
-    if mode != "auto":
-        raise UnsupportedFormatError(f"bigtiff must be auto, yes or no, got {mode!r}")
-    return estimate > float(extra.get("bigtiff_threshold", BIGTIFF_THRESHOLD))
-
-
-def level_method(level: Level, grid: TileGrid, compression: str) -> Method:
-    if is_copyable(level, grid, compression):
-        return "copy"
-    return "downsample" if isinstance(level, DownsampledLevel) else "reencode"
+def write_with_bigtiff_retry(
+    plan: ConversionPlan, dst: Path, write: Callable[[Path, Layout], ConversionReport], *, adobe_rgb: bool = False
+) -> ConversionReport:
+    """``write(tmp, layout)`` to a temporary name renamed to ``dst`` when complete; when BigTIFF
+    was left to the estimate and classic TIFF overflowed anyway, start again as BigTIFF."""
+    dst = Path(dst)
+    chosen = layout(plan, adobe_rgb=adobe_rgb)
+    with atomic_output(dst, overwrite=plan.options.overwrite) as tmp:
+        try:
+            report = write(tmp, chosen)
+        except ValueError as err:
+            if TOO_LARGE not in str(err) or plan.options.tiff.bigtiff != "auto":
+                raise
+            report = write(tmp, Layout(bigtiff=True, adobe_rgb=adobe_rgb))  # the estimate was too low
+    report.destination = dst
+    return report
 
 
 @dataclass
@@ -189,36 +143,26 @@ def _jpeg_chunks(first: EncodedTile, rest: Iterator[EncodedTile], copied: list[i
 
 
 def write_level(
-    tw: tifffile.TiffWriter,
-    plan: Plan,
-    index: int,
+    tiff: tifffile.TiffWriter,
+    level: LevelPlan,
+    layout: Layout,
     *,
     progress: ProgressCallback,
-    describe: Any = None,
+    describe: Callable[[LevelChunks], str] | None = None,
     **tags: Any,
 ) -> LevelReport:
-    """Stream level ``index`` of the plan into ``tw`` as one tiled IFD.
+    """Stream ``level`` into ``tiff`` as one tiled IFD.
 
     ``describe(chunks)`` returns the ImageDescription (it may use the codec and quality the
     first tile revealed); ``tags`` go to ``TiffWriter.write`` as they are.
     """
-    level, grid = plan.levels[index], plan.grids[index]
-    arrival = plan.arrivals[(level.width, level.height)] = ArrivalOrder(grid.cols)
-    tiles = encoded_tiles(
-        level,
-        grid,
-        compression=plan.compression,
-        quality=default_quality(plan.quality, index),
-        rgb=plan.rgb,
-        workers=plan.workers,
-        progress=progress,
-        stage=f"level {index}",
-    )
-    chunks = level_chunks(arrival.track(tiles), plan.compression, adobe_rgb=plan.adobe_rgb)
+    grid = level.grid
+    arrival = layout.arrivals[(grid.width, grid.height)] = ArrivalOrder(grid.cols)
+    chunks = level_chunks(arrival.track(level.tiles(progress=progress)), level.compression, adobe_rgb=layout.adobe_rgb)
     description = describe(chunks) if describe is not None else None
-    tw.write(
+    tiff.write(
         chunks.chunks,
-        shape=(level.height, level.width, 3),
+        shape=(grid.height, grid.width, 3),
         dtype=np.uint8,
         tile=(grid.tile_height, grid.tile_width),
         description=description,
@@ -226,27 +170,16 @@ def write_level(
         **chunks.kwargs,
         **tags,
     )
-    method = level_method(level, grid, plan.compression)
-    return LevelReport(
-        index=index,
-        width=level.width,
-        height=level.height,
-        downsample=level.downsample,
-        method=method,
-        tile_width=grid.tile_width,
-        tile_height=grid.tile_height,
-        compression=plan.compression,
-        copied_tiles=chunks.copied[0],
-    )
+    return level.report(chunks.copied[0])
 
 
-def build_lower_levels(plan: Plan, progress: ProgressCallback) -> None:
+def build_lower_levels(plan: ConversionPlan, progress: ProgressCallback) -> None:
     """Compute every downsampled level top-down (each spools itself), reporting progress.
 
     Done before the thumbnail so that it, and the later level writes, read spools instead of
     recomputing; and so a long first pass over a one-level source shows progress.
     """
-    for index, level in enumerate(plan.levels):
+    for index, level in enumerate(p.level for p in plan.levels):
         if isinstance(level, DownsampledLevel):
             rows = level.grid.rows
             for row in range(rows):
@@ -254,10 +187,10 @@ def build_lower_levels(plan: Plan, progress: ProgressCallback) -> None:
                 progress(f"level {index} (building)", row + 1, rows)
 
 
-def thumbnail(plan: Plan, *, max_size: int = 1024) -> RGBArray:
+def thumbnail(plan: ConversionPlan, *, max_size: int = 1024) -> RGBArray:
     """About ``max_size`` px on the long side, smaller than the smallest level, from that level."""
-    smallest = plan.levels[-1]
-    base_w, base_h = plan.levels[0].dimensions
+    smallest = plan.levels[-1].level
+    base_w, base_h = plan.slide.dimensions
     limit = max(1, min(max_size, max(smallest.dimensions) - 1))
     scale = max(base_w, base_h) / limit
     size = (max(1, math.floor(base_w / scale)), max(1, math.floor(base_h / scale)))

@@ -1,4 +1,4 @@
-"""Generic pyramidal TIFF writer (QuPath, ASAP, libvips) and, with ``extra["ome"]``, OME-TIFF.
+"""Generic pyramidal TIFF writer (QuPath, ASAP, libvips) and, with ``options.tiff.ome``, OME-TIFF.
 
 Generic layout: level 0 as the first IFD (NewSubfileType 0), every lower level as a tiled
 reduced-resolution IFD (NewSubfileType 1) in the same chain, X/YResolution in pixels per
@@ -29,40 +29,35 @@ import tifffile
 
 from ...errors import UnsupportedFormatError
 from ...model import Slide
-from ...output import ASSOCIATED_QUALITY, ConversionReport, LevelReport, WriteOptions, atomic_output
-from ...progress import ProgressCallback, no_progress
-from ...pyramid import close_levels
-from .common import Plan, make_plan, write_level
+from ...output import ASSOCIATED_QUALITY, ConversionReport, LevelReport
+from ...plan import ConversionPlan, PlanRules
+from ...progress import ProgressCallback
+from .common import Layout, write_level, write_with_bigtiff_retry
 from .svs import SOFTWARE
 from .tileorder import place_tiles
 
 
-def write_tiff(
-    slide: Slide, dst: Path, *, options: WriteOptions, progress: ProgressCallback = no_progress
-) -> ConversionReport:
-    """Write ``slide`` as a pyramidal TIFF (or OME-TIFF with ``options.extra["ome"]``) at ``dst``."""
-    dst = Path(dst)
-    plan = make_plan(slide, options, default_tile=256, spool_dir=dst.parent)
-    plan.adobe_rgb = True  # generic readers decode the tile bytes themselves (opentile, browsers)
-    ome = bool(options.extra.get("ome", False))
-    try:
+class TiffWriter:
+    """Generic pyramidal TIFF (or OME-TIFF with ``options.tiff.ome``): 256 px tiles unless kept."""
+
+    name = "tiff"
+    rules = PlanRules(container="TIFF", default_tile=(256, 256), tile_multiple=16)
+
+    def write(self, plan: ConversionPlan, dst: Path, *, progress: ProgressCallback) -> ConversionReport:
+        """Write ``plan`` as a pyramidal TIFF at ``dst`` (temporary name, renamed when complete)."""
+        ome = plan.options.tiff.ome
         if plan.compression == "jpeg2000" and not ome:
             raise UnsupportedFormatError(
                 f"{dst}: OpenSlide reads no JPEG 2000 in a plain TIFF; write .svs (Aperio's JPEG 2000) or"
                 " OME-TIFF (--ome), or --compression jpeg"
             )
-        with atomic_output(dst, overwrite=options.overwrite) as tmp:
-            try:
-                report = _write(slide, tmp, plan, progress, ome=ome)
-            except ValueError as err:
-                if "too large for non-BigTIFF" not in str(err) or options.extra.get("bigtiff", "auto") != "auto":
-                    raise
-                plan.bigtiff = True
-                report = _write(slide, tmp, plan, progress, ome=ome)
-        report.destination = dst
-        return report
-    finally:
-        close_levels(plan.levels)
+        # RGB JPEG tiles with the Adobe marker: generic readers decode the tile bytes themselves
+        return write_with_bigtiff_retry(
+            plan, dst, lambda tmp, layout: _write(plan, tmp, layout, progress, ome=ome), adobe_rgb=True
+        )
+
+
+WRITER = TiffWriter()
 
 
 def _resolution(slide: Slide, downsample: float) -> dict[str, Any]:
@@ -83,26 +78,29 @@ def _ome_metadata(slide: Slide) -> dict[str, Any]:
     return metadata
 
 
-def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback, *, ome: bool) -> ConversionReport:
+def _write(
+    plan: ConversionPlan, path: Path, layout: Layout, progress: ProgressCallback, *, ome: bool
+) -> ConversionReport:
+    slide = plan.slide
     reports: list[LevelReport] = []
     associated: list[str] = []
-    with tifffile.TiffWriter(path, bigtiff=plan.bigtiff, ome=ome) as tw:
-        for index, level in enumerate(plan.levels):
-            tags: dict[str, Any] = {"software": SOFTWARE, **_resolution(slide, level.downsample)}
-            if index == 0:
+    with tifffile.TiffWriter(path, bigtiff=layout.bigtiff, ome=ome) as tiff:
+        for level in plan.levels:
+            tags: dict[str, Any] = {"software": SOFTWARE, **_resolution(slide, level.level.downsample)}
+            if level.index == 0:
                 tags["subfiletype"] = 0
                 if ome:
                     tags["subifds"] = len(plan.levels) - 1
                     tags["metadata"] = _ome_metadata(slide)
             else:
                 tags["subfiletype"] = 1
-            reports.append(write_level(tw, plan, index, progress=progress, **tags))
+            reports.append(write_level(tiff, level, layout, progress=progress, **tags))
         if ome:
             for name in ("label", "macro"):
-                image = slide.associated.get(name)
+                image = plan.associated.get(name)
                 if image is None:
                     continue
-                tw.write(
+                tiff.write(
                     image.read(),
                     photometric="rgb",
                     compression="jpeg" if name == "macro" else "lzw",
@@ -111,7 +109,7 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback, *, 
                     software=SOFTWARE,
                 )
                 associated.append(name)
-    place_tiles(path, plan.arrivals)  # re-encoded levels were written in column stripes
+    place_tiles(path, layout.arrivals)  # re-encoded levels were written in column stripes
     if ome and slide.magnification:
         _add_objective(path, slide.magnification)
     return ConversionReport(destination=path, format="tiff", levels=reports, associated=associated)

@@ -23,16 +23,15 @@ import tifffile
 from ... import __version__
 from ...aperio import parse_fields
 from ...model import Slide
-from ...output import ASSOCIATED_QUALITY, ConversionReport, LevelReport, WriteOptions, atomic_output
-from ...progress import ProgressCallback, no_progress
-from ...pyramid import close_levels
-from .common import LevelChunks, Plan, build_lower_levels, make_plan, thumbnail, write_level
+from ...output import ASSOCIATED_QUALITY, ConversionReport, LevelReport
+from ...plan import ConversionPlan, PlanRules
+from ...progress import ProgressCallback
+from .common import Layout, LevelChunks, build_lower_levels, thumbnail, write_level, write_with_bigtiff_retry
 from .tileorder import place_tiles
 
 APERIO_HEADER = "Aperio Image Library v12.0.15"  # readers key on "Aperio Image"; the version is nominal
 SOFTWARE = f"composite {__version__}"
 _OWN_FIELDS = {"AppMag", "MPP"}
-_TOO_LARGE = "too large for non-BigTIFF"
 
 
 def aperio_fields(slide: Slide) -> str:
@@ -75,31 +74,25 @@ def _clean(text: str) -> str:
     return re.sub(r"[|\r\n]+", " ", str(text)).strip()
 
 
-def write_svs(
-    slide: Slide, dst: Path, *, options: WriteOptions, progress: ProgressCallback = no_progress
-) -> ConversionReport:
-    """Write ``slide`` as an Aperio SVS at ``dst`` (temporary name, renamed when complete)."""
-    dst = Path(dst)
-    plan = make_plan(slide, options, default_tile=240, spool_dir=dst.parent)
-    try:
-        with atomic_output(dst, overwrite=options.overwrite) as tmp:
-            try:
-                report = _write(slide, tmp, plan, progress)
-            except ValueError as err:
-                if _TOO_LARGE not in str(err) or options.extra.get("bigtiff", "auto") != "auto":
-                    raise
-                plan.bigtiff = True  # the estimate was too low: start again as BigTIFF
-                report = _write(slide, tmp, plan, progress)
-        report.destination = dst
-        return report
-    finally:
-        close_levels(plan.levels)
+class SvsWriter:
+    """Aperio SVS: 240 px tiles unless the source's can be kept, JPEG/J2K/LZW/raw."""
+
+    name = "svs"
+    rules = PlanRules(container="TIFF", default_tile=(240, 240), tile_multiple=16)
+
+    def write(self, plan: ConversionPlan, dst: Path, *, progress: ProgressCallback) -> ConversionReport:
+        """Write ``plan`` as an Aperio SVS at ``dst`` (temporary name, renamed when complete)."""
+        return write_with_bigtiff_retry(plan, dst, lambda tmp, layout: _write(plan, tmp, layout, progress))
 
 
-def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback) -> ConversionReport:
+WRITER = SvsWriter()
+
+
+def _write(plan: ConversionPlan, path: Path, layout: Layout, progress: ProgressCallback) -> ConversionReport:
+    slide = plan.slide
     width, height = slide.dimensions
-    tw_, th_ = plan.tile
-    head = f"{APERIO_HEADER}\r\n{width}x{height} [0,0 {width}x{height}] ({tw_}x{th_})"
+    tile_w, tile_h = plan.tile
+    head = f"{APERIO_HEADER}\r\n{width}x{height} [0,0 {width}x{height}] ({tile_w}x{tile_h})"
     fields = aperio_fields(slide)
 
     def quality(chunks: LevelChunks) -> str:
@@ -107,21 +100,23 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback) -> 
 
     reports: list[LevelReport] = []
     associated: list[str] = []
-    with tifffile.TiffWriter(path, bigtiff=plan.bigtiff) as tw:
-        for index, level in enumerate(plan.levels):
+    with tifffile.TiffWriter(path, bigtiff=layout.bigtiff) as tiff:
+        for level in plan.levels:
 
-            def describe(chunks: LevelChunks, index: int = index, size: str = f"{level.width}x{level.height}") -> str:
+            def describe(
+                chunks: LevelChunks, index: int = level.index, size: str = f"{level.grid.width}x{level.grid.height}"
+            ) -> str:
                 if index == 0:
                     return f"{head} {chunks.codec}{quality(chunks)}{fields}"
                 return f"{head} -> {size} {chunks.codec}{quality(chunks)}"
 
             reports.append(
-                write_level(tw, plan, index, progress=progress, describe=describe, subfiletype=0, software=SOFTWARE)
+                write_level(tiff, level, layout, progress=progress, describe=describe, subfiletype=0, software=SOFTWARE)
             )
-            if index == 0:
+            if level.index == 0:
                 build_lower_levels(plan, progress)
                 thumb = thumbnail(plan)
-                tw.write(
+                tiff.write(
                     thumb,
                     description=f"{APERIO_HEADER}\r\n{width}x{height} -> {thumb.shape[1]}x{thumb.shape[0]} - {fields}",
                     metadata=None,
@@ -134,11 +129,11 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback) -> 
                 )
                 associated.append("thumbnail")
         for name, subfiletype, compression in (("label", 1, "lzw"), ("macro", 9, "jpeg")):
-            image = slide.associated.get(name)
+            image = plan.associated.get(name)
             if image is None:
                 continue
             pixels = image.read()
-            tw.write(
+            tiff.write(
                 pixels,
                 description=f"{APERIO_HEADER}\n{name} {pixels.shape[1]}x{pixels.shape[0]}",
                 metadata=None,
@@ -149,5 +144,5 @@ def _write(slide: Slide, path: Path, plan: Plan, progress: ProgressCallback) -> 
                 software=SOFTWARE,
             )
             associated.append(name)
-    place_tiles(path, plan.arrivals)  # re-encoded levels were written in column stripes
+    place_tiles(path, layout.arrivals)  # re-encoded levels were written in column stripes
     return ConversionReport(destination=path, format="svs", levels=reports, associated=associated)
