@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,10 @@ from pydicom.uid import generate_uid
 
 from composite.convert import WriteOptions, convert
 from composite.synthetic import region, write_synthetic_slide
+from tests.cli import CLI
 
 from .test_dicom_files import write_wsi_instance
 
-CLI = [sys.executable, "-m", "composite"]
 REPO = Path(__file__).resolve().parent.parent
 
 # relative path -> what it is; every one of these is a slide the batch must find

@@ -21,9 +21,9 @@ import pytest
 from numpy.typing import NDArray
 from PIL import Image
 
+from benchmarks.http_servers import composite_server, http_server
 from composite.convert import convert
 from tests.annotation_fixtures import IMAGESCOPE_XML, QUPATH_GEOJSON, TUMOUR_RING
-from tests.http_servers import composite_server, http_server
 from tests.test_viewer_browser import ARTIFACTS, WEB, _open, browser  # noqa: F401  (browser: a fixture)
 
 pytestmark = pytest.mark.slow
