@@ -234,3 +234,27 @@ def test_damaged_tiles_in_worker_threads_name_path_and_tile(tmp_path: Path) -> N
     # Re-encoding to another tile size decodes on the pipeline's thread pool.
     argv = ["convert", str(path), str(tmp_path / "out" / "o.svs"), "--tile-size", "256", "--workers", "2"]
     one_line(cli(argv, tmp_path), f"{path}: tile (")
+
+
+def test_the_fast_manifest_path_reads_what_the_line_parser_reads() -> None:
+    import random
+
+    from composite.formats.aci.manifest import parse_manifest
+
+    rng = random.Random(5)
+    names = ["a.svs", "dir with spaces/b.tif", "c 1.tif", "x", "img 0"]
+    lead, gap, tail = ["", " ", "\t"], [" ", "  ", "\t"], ["", " ", "\r"]
+    lines = [
+        f"{rng.choice(lead)}{rng.choice(names)}{rng.choice(gap)}{rng.randrange(10**6)}"
+        f" {rng.randrange(10**6)}{rng.choice(tail)}"
+        for _ in range(2000)
+    ]
+    for layer in range(5):  # layer lines among them: "0 0" names the implicit layer, then ascending Z
+        lines.insert(400 * layer + (layer > 0) * 7, f"{layer} {layer * 1.5:g}")
+    text = "\n".join(lines) + "\n"
+    fast = parse_manifest(text, source="m.aci")
+    assert len(fast.layers) == 5
+    slow = parse_manifest(text + "# forces the line parser\n", source="m.aci")
+    assert fast == slow
+    assert [c.line for _, c in fast.components()] == [c.line for _, c in slow.components()]
+    assert parse_manifest("a.svs 1 2\n\nb.svs 3 4\n") == parse_manifest("a.svs 1 2\nb.svs 3 4\n")
