@@ -96,12 +96,25 @@ def test_damaged_tiff_tags_are_one_line_in_every_command(
         one_line(cli(argv, tmp_path), str(path), message)
 
 
-def test_emptied_jpegtables_report_the_tile(seeds: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("count", [0, 2, 4])
+def test_emptied_jpegtables_are_one_line(count: int, seeds: dict[str, Path], tmp_path: Path) -> None:
     path = tmp_path / "tables.svs"
     shutil.copyfile(seeds["synthetic.svs"], path)
-    _set_tag(path, 347, 0, count=2)
-    line = one_line(cli(["convert", str(path), str(tmp_path / "out" / "o.tif"), "--compression", "lzw"], tmp_path))
-    assert f"{path}: tile (" in line
+    _set_tag(path, 347, 0, count=count)
+    for argv in (
+        ["convert", str(path), str(tmp_path / "out" / "o.tif"), "--compression", "lzw"],
+        ["convert", str(path), str(tmp_path / "out" / "cws"), "--to", "cws"],
+    ):
+        line = one_line(cli(argv, tmp_path), str(path))
+        assert "JPEGTables" in line or f"{path}: tile (" in line, line
+
+
+def test_a_sparse_aci_canvas_is_refused(seeds: dict[str, Path], tmp_path: Path) -> None:
+    directory = tmp_path / "m"
+    shutil.copytree(seeds["mosaic"], directory)
+    (directory / "far.aci").write_text("part0.tif 0 0\npart1.tif 0 2147483648\n")
+    with pytest.raises(LimitError, match="mostly empty"):
+        composite.open_slide(directory / "far.aci")
 
 
 def _bomb(block: bytes, width: int, height: int) -> bytes:

@@ -154,6 +154,9 @@ def _check_page(page: tifffile.TiffPage, path: Path) -> None:
         check_decode(grid.tile_width, grid.tile_height, f"{path}: tile")
     except LimitError as err:
         raise FormatError(str(err)) from err
+    tables = page.jpegtables
+    if int(page.compression) == 7 and tables and not (tables.startswith(b"\xff\xd8") and tables.endswith(b"\xff\xd9")):
+        raise FormatError(f"{path}: JPEGTables of {len(tables)} bytes are damaged (no SOI/EOI markers)")
     if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
         raise FormatError(f"{path}: planar-separate TIFF samples are not supported")
     if page.imagedepth > 1:
