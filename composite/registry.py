@@ -9,10 +9,13 @@ also be TIFF (dual-personality), so DICOM comes first.
 from __future__ import annotations
 
 import importlib
+import os
+import stat
 from pathlib import Path
 from typing import Protocol, cast, runtime_checkable
 
 from .errors import CompositeError, SlideNotFoundError, UnsupportedFormatError
+from .limits import kind_of
 from .model import Slide
 
 
@@ -48,8 +51,14 @@ def format_modules() -> list[Reader]:
 def detect_format(path: str | Path) -> Reader:
     """The format module that reads ``path``; raises when none does."""
     path = Path(path)
-    if not path.exists():
-        raise SlideNotFoundError(f"{path}: no such file or directory")
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise SlideNotFoundError(f"{path}: no such file or directory") from None
+    except OSError as err:  # a symlink loop, a name too long, no permission
+        raise UnsupportedFormatError(f"{path}: cannot be opened ({err.strerror or err})") from err
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UnsupportedFormatError(f"{path}: is {kind_of(mode)}, not a slide file or directory")
     for module in format_modules():
         try:
             if module.sniff(path):

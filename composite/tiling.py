@@ -181,7 +181,9 @@ def _copy_ok(data: bytes, encoding: TileEncoding, grid: TileGrid) -> bool:
     if encoding.compression == "jpeg":
         try:
             info = codecs.jpeg_info(data)
-        except (ValueError, struct.error):
+            if not any(marker == 0xDA for marker, _, _ in codecs.iter_jpeg_segments(data)):
+                return False  # no scan: damaged; decoding it reports the tile
+        except (ValueError, struct.error, IndexError):
             return False
         return info.components == 3 and (info.width, info.height) == (grid.tile_width, grid.tile_height)
     return j2k_size(data) == (grid.tile_width, grid.tile_height)

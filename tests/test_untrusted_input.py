@@ -96,12 +96,25 @@ def test_damaged_tiff_tags_are_one_line_in_every_command(
         one_line(cli(argv, tmp_path), str(path), message)
 
 
-def test_emptied_jpegtables_report_the_tile(seeds: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("count", [0, 2, 4])
+def test_emptied_jpegtables_are_one_line(count: int, seeds: dict[str, Path], tmp_path: Path) -> None:
     path = tmp_path / "tables.svs"
     shutil.copyfile(seeds["synthetic.svs"], path)
-    _set_tag(path, 347, 0, count=2)
-    line = one_line(cli(["convert", str(path), str(tmp_path / "out" / "o.tif"), "--compression", "lzw"], tmp_path))
-    assert f"{path}: tile (" in line
+    _set_tag(path, 347, 0, count=count)
+    for argv in (
+        ["convert", str(path), str(tmp_path / "out" / "o.tif"), "--compression", "lzw"],
+        ["convert", str(path), str(tmp_path / "out" / "cws"), "--to", "cws"],
+    ):
+        line = one_line(cli(argv, tmp_path), str(path))
+        assert "JPEGTables" in line or f"{path}: tile (" in line, line
+
+
+def test_a_sparse_aci_canvas_is_refused(seeds: dict[str, Path], tmp_path: Path) -> None:
+    directory = tmp_path / "m"
+    shutil.copytree(seeds["mosaic"], directory)
+    (directory / "far.aci").write_text("part0.tif 0 0\npart1.tif 0 2147483648\n")
+    with pytest.raises(LimitError, match="mostly empty"):
+        composite.open_slide(directory / "far.aci")
 
 
 def _bomb(block: bytes, width: int, height: int) -> bytes:
@@ -234,3 +247,27 @@ def test_damaged_tiles_in_worker_threads_name_path_and_tile(tmp_path: Path) -> N
     # Re-encoding to another tile size decodes on the pipeline's thread pool.
     argv = ["convert", str(path), str(tmp_path / "out" / "o.svs"), "--tile-size", "256", "--workers", "2"]
     one_line(cli(argv, tmp_path), f"{path}: tile (")
+
+
+def test_the_fast_manifest_path_reads_what_the_line_parser_reads() -> None:
+    import random
+
+    from composite.formats.aci.manifest import parse_manifest
+
+    rng = random.Random(5)
+    names = ["a.svs", "dir with spaces/b.tif", "c 1.tif", "x", "img 0"]
+    lead, gap, tail = ["", " ", "\t"], [" ", "  ", "\t"], ["", " ", "\r"]
+    lines = [
+        f"{rng.choice(lead)}{rng.choice(names)}{rng.choice(gap)}{rng.randrange(10**6)}"
+        f" {rng.randrange(10**6)}{rng.choice(tail)}"
+        for _ in range(2000)
+    ]
+    for layer in range(5):  # layer lines among them: "0 0" names the implicit layer, then ascending Z
+        lines.insert(400 * layer + (layer > 0) * 7, f"{layer} {layer * 1.5:g}")
+    text = "\n".join(lines) + "\n"
+    fast = parse_manifest(text, source="m.aci")
+    assert len(fast.layers) == 5
+    slow = parse_manifest(text + "# forces the line parser\n", source="m.aci")
+    assert fast == slow
+    assert [c.line for _, c in fast.components()] == [c.line for _, c in slow.components()]
+    assert parse_manifest("a.svs 1 2\n\nb.svs 3 4\n") == parse_manifest("a.svs 1 2\nb.svs 3 4\n")

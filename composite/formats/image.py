@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .. import codecs
 from ..codecs import RGBArray, TileEncoding
@@ -63,7 +63,7 @@ def open_slide(path: Path) -> Slide:
         with Image.open(path) as image:
             width, height = image.size
             kind = image.format
-    except (UnidentifiedImageError, OSError) as err:
+    except Exception as err:  # Pillow raises many types (and DecompressionBombError) on damaged headers
         raise UnsupportedFormatError(f"{path}: not a readable image ({err})") from err
     encoding = None
     if kind == "JPEG":

@@ -25,8 +25,9 @@ from .. import codecs
 from ..codecs import Compression, RGBArray, TileEncoding
 from ..errors import CompositeError, FormatError, LimitError, TileReadError, UnsupportedFormatError
 from ..geometry import TileGrid
-from ..limits import check_decode, is_regular, open_regular
+from ..limits import MAX_SMALL_FILE, check_declared, check_decode, is_regular, open_regular
 from ..model import AssociatedImage, Level, Slide
+from ..tiling import j2k_size
 from .tiffifd import check_ifds
 
 NAME = "tiff"
@@ -116,6 +117,8 @@ class TiffTileReader:
                 return codecs.decode_jpeg(
                     data, tables=self._encoding.jpeg_tables, rgb=self._rgb, size=self._size, exact=self._exact
                 )
+            if self._encoding.compression == "jpeg2000" and (declared := j2k_size(data)) is not None:
+                check_declared(declared, self._size, "JPEG 2000", exact=self._exact)
             segment, _, _ = self._page.decode(data, self._index(col, row), jpegtables=self._page.jpegtables)
         except TileReadError as err:
             raise TileReadError(f"{self._path}: tile ({col}, {row}): {err}") from err
@@ -151,6 +154,9 @@ def _check_page(page: tifffile.TiffPage, path: Path) -> None:
         check_decode(grid.tile_width, grid.tile_height, f"{path}: tile")
     except LimitError as err:
         raise FormatError(str(err)) from err
+    tables = page.jpegtables
+    if int(page.compression) == 7 and tables and not (tables.startswith(b"\xff\xd8") and tables.endswith(b"\xff\xd9")):
+        raise FormatError(f"{path}: JPEGTables of {len(tables)} bytes are damaged (no SOI/EOI markers)")
     if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
         raise FormatError(f"{path}: planar-separate TIFF samples are not supported")
     if page.imagedepth > 1:
@@ -165,8 +171,8 @@ def _associated(page: tifffile.TiffPage, name: str, path: Path) -> AssociatedIma
     def load() -> RGBArray:
         try:
             check_decode(page.imagewidth, page.imagelength, f"{path}: {name} image")
-            if encoded is not None:  # one JPEG strip: its header must say the page's size
-                codecs.checked_jpeg_info(encoded()[0], size=(page.imagewidth, page.imagelength))
+            if int(page.compression) == 7:
+                _check_jpeg_segments(page, path)
             return codecs.as_rgb(page.asarray())
         except CompositeError as err:
             raise TileReadError(f"{path}: {name} image: {err}") from err
@@ -184,6 +190,19 @@ def _associated(page: tifffile.TiffPage, name: str, path: Path) -> AssociatedIma
 
         encoded = encoded_bytes
     return AssociatedImage(name, page.imagewidth, page.imagelength, load, encoded)
+
+
+def _check_jpeg_segments(page: tifffile.TiffPage, path: Path) -> None:
+    """Every JPEG tile or strip of ``page`` lies in the file and declares at most its size
+    (a strip: the page width and rows per strip), before tifffile decodes any of them."""
+    grid = _grid(page)
+    size = os.path.getsize(path)
+    fh = page.parent.filehandle
+    for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+        if offset + count > size or count > MAX_SMALL_FILE:
+            raise TileReadError(f"segment of {count} bytes at byte {offset} does not fit the file")
+        fh.seek(offset)
+        codecs.checked_jpeg_info(fh.read(count), size=(grid.tile_width, grid.tile_height), exact=page.is_tiled)
 
 
 def _mpp_from_resolution(page: tifffile.TiffPage) -> tuple[float, float] | None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 TIMEOUT = 10.0  # seconds a command may take on a small input
 RSS_LIMIT = 1 << 30  # 1 GiB resident
+TERM_GRACE = 2.0  # seconds between SIGTERM and SIGKILL on a timeout
 AS_LIMIT = 6 << 30  # address space: a backstop only (thread stacks and arenas reserve much more than they use)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -112,6 +113,7 @@ def run(argv: list[str], workdir: Path, *, timeout: float = TIMEOUT, rss_limit: 
     if pid == 0:  # pragma: no cover - the child never returns
         _child(argv, out, err)
     killed = ""
+    term_at = 0.0
     peak = 0
     status_word = 0
     usage = None
@@ -123,10 +125,13 @@ def run(argv: list[str], workdir: Path, *, timeout: float = TIMEOUT, rss_limit: 
         elapsed = time.monotonic() - start
         peak = max(peak, _rss(pid))
         if not killed and (elapsed > timeout or peak > rss_limit):
+            # A timeout is a polite kill first (SIGTERM, as a batch runner would send; the command
+            # may remove its temporary output), SIGKILL after TERM_GRACE; memory: SIGKILL at once.
             killed = "timeout" if elapsed > timeout else "memory"
-            for target in (-pid, pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(target, signal.SIGKILL)
+            _signal(pid, signal.SIGTERM if killed == "timeout" else signal.SIGKILL)
+            term_at = elapsed
+        elif killed == "timeout" and elapsed > term_at + TERM_GRACE:
+            _signal(pid, signal.SIGKILL)
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
     seconds = time.monotonic() - start
@@ -144,6 +149,12 @@ def run(argv: list[str], workdir: Path, *, timeout: float = TIMEOUT, rss_limit: 
     out.unlink(missing_ok=True)
     err.unlink(missing_ok=True)
     return result
+
+
+def _signal(pid: int, number: int) -> None:
+    for target in (-pid, pid):  # the child's process group (its threads' children too), then itself
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(target, number)
 
 
 def _read(path: Path) -> str:

@@ -46,6 +46,19 @@ def _group_min(keys: IntArray, values: IntArray) -> IntArray:
     return result
 
 
+def _topmost(order: IntArray, xs: IntArray, ys: IntArray, widths: IntArray, heights: IntArray) -> IntArray:
+    """``order`` without components hidden under a later one with the same rectangle: a manifest
+    repeating one line a million times indexes (and paints) one component."""
+    if len(order) < 2:
+        return order
+    keys = np.stack([xs[order], ys[order], widths[order], heights[order]], axis=1)
+    _, first = np.unique(keys[::-1], axis=0, return_index=True)  # first from the top = last painted
+    if len(first) == len(order):
+        return order
+    kept: IntArray = order[np.sort(len(order) - 1 - first)]
+    return kept
+
+
 class LayerIndex:
     """The components of one layer in paint order, with a fast "what is under this box" query."""
 
@@ -53,6 +66,7 @@ class LayerIndex:
         self, xs: IntArray, ys: IntArray, widths: IntArray, heights: IntArray, files: IntArray, paths: Sequence[Path]
     ) -> None:
         order = np.lexsort((np.arange(len(xs)), xs, ys))  # by Y, then X, then file order
+        order = _topmost(order, xs, ys, widths, heights)
         self.xs, self.ys = xs[order], ys[order]
         self.widths, self.heights = widths[order], heights[order]
         self.files = files[order]

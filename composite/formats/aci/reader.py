@@ -35,6 +35,8 @@ from .sniff import looks_like_aci
 NAME = "aci"
 _OPENING: ContextVar[tuple[tuple[int, int], ...]] = ContextVar("composite_aci_opening", default=())
 MAX_DEPTH = 4
+MAX_EMPTY_RATIO = 64  # a canvas may be this many times the area its images cover...
+MAX_EMPTY_PIXELS = 2**28  # ... plus this much (a 16,384 px square), before it is refused as mostly empty
 DEFAULT_TILE = 512
 
 
@@ -156,6 +158,7 @@ def _build(
     heights = np.array([i.height for i in infos], np.int64)
     layers = []
     canvas_w = canvas_h = 0
+    covered = 0.0
     for layer in manifest.layers:
         if not layer.components:
             continue
@@ -167,9 +170,17 @@ def _build(
             ws, hs = trimmed_sizes(xs, ys, ws, hs)
         canvas_w = max(canvas_w, int((xs + ws).max()))
         canvas_h = max(canvas_h, int((ys + hs).max()))
+        covered += float((ws.astype(np.float64) * hs).sum())
         layers.append((layer, LayerIndex(xs, ys, ws, hs, ids, reals)))
     if canvas_w * canvas_h > MAX_CANVAS_PIXELS:
         raise LimitError(f"{path}: canvas {canvas_w} x {canvas_h} px is more than the {MAX_CANVAS_PIXELS:,} allowed")
+    if canvas_w * canvas_h > MAX_EMPTY_RATIO * covered + MAX_EMPTY_PIXELS:
+        # A conversion writes every tile of the canvas: a few components far apart would be
+        # millions of white tiles from a few bytes of manifest (limits.md).
+        raise LimitError(
+            f"{path}: canvas {canvas_w} x {canvas_h} px is mostly empty: its images cover {covered:.0f} px "
+            f"(limit: {MAX_EMPTY_RATIO} x that + {MAX_EMPTY_PIXELS:,} px)"
+        )
     main = max(range(len(infos)), key=lambda i: (infos[i].width * infos[i].height, -i))
     downsamples = _downsamples(infos[main], canvas_w, canvas_h)
     tile = _tile_size(infos[main])

@@ -143,7 +143,9 @@ class ComposedBlockReader:
     ) -> None:
         self._grid = grid
         # Paint order: top to bottom, left to right, so the block further right or lower wins.
-        order = np.lexsort((px, py))
+        # Missing blocks are white: left out of the index, so thousands of them cost nothing per tile.
+        present = np.flatnonzero(np.fromiter((name is not None for name in names), bool, len(names)))
+        order = present[np.lexsort((px[present], py[present]))]
         self._order = order
         self._px = px[order]
         self._py = py[order]

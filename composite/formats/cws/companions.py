@@ -124,9 +124,8 @@ def write_companions(slide: Slide, directory: Path, *, levels: list[Level], qual
     quality = max(quality, ASSOCIATED_QUALITY)
     width, height = slide.dimensions
     thumb_w = min(THUMB_WIDTH, width)
-    _write_scaled(
-        levels, (thumb_w, max(1, round(height * thumb_w / width))), directory / "SlideThumb.jpg", quality=quality
-    )
+    thumb_size = _fit(thumb_w, max(1, round(height * thumb_w / width)), 65_535)  # a JPEG side; 16 x 65,536 px slides
+    _write_scaled(levels, thumb_size, directory / "SlideThumb.jpg", quality=quality)
     ss1_size = _fit(math.ceil(width / SS1_DOWNSAMPLE), math.ceil(height / SS1_DOWNSAMPLE), SS1_MAX)
     _write_scaled(levels, ss1_size, directory / "Ss1.jpg", quality=quality)
     names = ["thumbnail", "ss1"]

@@ -22,8 +22,10 @@ from ...errors import FormatError, LimitError, where
 
 MAX_SIDE = 4_194_304  # px on one side of a level; Aperio tested 500,000 px, we allow 8x that
 MAX_BLOCK_SIDE = 65_535  # the JPEG limit
-MAX_EMPTY_CELLS_PER_BLOCK = 64  # a level's block grid may be this sparse (scans of separate tissue pieces)...
-MAX_EMPTY_CELLS = 65_536  # ... plus this many cells, before it is refused as a few blocks spread out
+MAX_EMPTY_RATIO = 64  # a level may be this many times the area its block files cover (separate tissue pieces)...
+MAX_EMPTY_PIXELS = 2**26  # ... plus this many pixels, before it is refused as a few blocks spread out
+MAX_EMPTY_CELLS_PER_BLOCK = 64  # the block index of a regular grid: at most this many cells per block...
+MAX_EMPTY_CELLS = 65_536  # ... plus this many
 DEFAULT_UNITS_PER_PIXEL = 4.0  # what producers write when a file lacks step sizes (docs/formats.md §1.4)
 _MIN_UNITS_PER_PIXEL = 1 / 64
 _MAX_UNITS_PER_PIXEL = 65_536.0
@@ -156,16 +158,15 @@ def regular_grid(px: IntArray, py: IntArray, geom: Geometry, width: int, height:
     return cells
 
 
-def check_extent(ini: IniFile, geom: Geometry, width: int, height: int) -> None:
-    """Refuse a level whose tile grid is mostly empty: a few blocks spread far apart would make
-    a conversion write (and an index hold) millions of blank tiles from a few bytes of INI."""
-    cells = -(-width // geom.block_width) * -(-height // geom.block_height)
-    allowed = MAX_EMPTY_CELLS_PER_BLOCK * len(ini.block_names) + MAX_EMPTY_CELLS
-    if cells > allowed:
+def check_extent(ini: IniFile, geom: Geometry, width: int, height: int, present: int) -> None:
+    """Refuse a level that is mostly empty: a few blocks spread far apart (or thousands named but
+    missing) would make a conversion write (and an index hold) millions of blank tiles from a few
+    bytes of INI. ``present`` is the number of block files that exist."""
+    covered = present * geom.block_width * geom.block_height
+    if width * height > MAX_EMPTY_RATIO * covered + MAX_EMPTY_PIXELS:
         raise LimitError(
-            f"{ini.path}: {len(ini.block_names)} blocks of {geom.block_width}x{geom.block_height} px spread over "
-            f"{width}x{height} px ({cells} block cells, limit {allowed}: "
-            f"{MAX_EMPTY_CELLS_PER_BLOCK} per block + {MAX_EMPTY_CELLS})"
+            f"{ini.path}: {present} block files of {geom.block_width}x{geom.block_height} px spread over "
+            f"{width}x{height} px (limit: {MAX_EMPTY_RATIO} x the {covered} px they cover + {MAX_EMPTY_PIXELS} px)"
         )
 
 

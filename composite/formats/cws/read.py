@@ -165,7 +165,7 @@ class _Levels:
         self, ini: IniFile, geom: Geometry, frame: Frame, size: tuple[int, int], ds: float, paths: list[str | None]
     ) -> Level:
         width, height = size
-        check_extent(ini, geom, width, height)
+        check_extent(ini, geom, width, height, sum(name is not None for name in paths))
         px, py = positions(ini, geom, frame)
         grid = TileGrid(width, height, geom.block_width, geom.block_height)
         cells = regular_grid(px, py, geom, width, height)

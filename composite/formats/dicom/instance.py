@@ -27,7 +27,8 @@ from numpy.typing import NDArray
 
 from ... import codecs
 from ...errors import CompositeError, FormatError, LimitError, TileReadError, UnsupportedFormatError
-from ...limits import open_regular
+from ...limits import check_declared, open_regular
+from ...tiling import j2k_size
 
 FrameCodec = Literal["none", "jpeg", "jpeg2000", "jpegls", "dicomrle"]
 
@@ -163,6 +164,12 @@ class Instance:
         self._encapsulated = length == 0xFFFFFFFF
         if self._encapsulated != (self.codec != "none"):
             raise FormatError(f"{path}: Pixel Data encapsulation does not match transfer syntax {syntax}")
+        # Each frame takes room in the file: native samples, or at least an 8-byte item header.
+        needed = self.frame_count * (8 if self._encapsulated else self.frame_bytes)
+        if needed > self._size:
+            raise LimitError(
+                f"{path}: {self.frame_count} frames need at least {needed} bytes, the file has {self._size}"
+            )
         if not self._encapsulated and length < self.frame_bytes * self.frame_count:
             raise FormatError(
                 f"{path}: Pixel Data holds {length} bytes, {self.frame_count} frames need"
@@ -275,6 +282,7 @@ class Instance:
                 if self.samples > 1:  # RLE stores one segment per sample: planar
                     array = array.reshape(self.samples, self.rows, self.columns).transpose(1, 2, 0)
             else:
+                self._check_header(data)
                 array = codecs.decode_samples(data, self.codec)
             array = np.asarray(array).reshape(shape)
         except TileReadError as err:
@@ -285,6 +293,16 @@ class Instance:
         if self.samples == 3 and self.photometric == "YBR_FULL" and self.codec in ("none", "dicomrle"):
             array = ycbcr_to_rgb(array)
         return array
+
+    def _check_header(self, data: bytes) -> None:
+        """A compressed frame must declare the frame size (Rows x Columns) before it is decoded."""
+        size = (self.columns, self.rows)
+        if self.codec == "jpeg2000":
+            declared = j2k_size(data)
+            if declared is not None:
+                check_declared(declared, size, "JPEG 2000")
+        elif self.codec in ("jpeg", "jpegls"):
+            codecs.checked_jpeg_info(data, size=size)
 
     def _dtype(self) -> str:
         kind = "i" if self.signed else "u"

@@ -25,8 +25,9 @@ import numpy as np
 
 from ... import codecs
 from ...codecs import RGBArray, TileEncoding
-from ...errors import FormatError, TileReadError
+from ...errors import FormatError, LimitError, TileReadError
 from ...geometry import TileGrid
+from ...limits import check_decode
 from ...model import AssociatedImage, Level, Slide
 from .instance import Instance, int_value, ycbcr_to_rgb
 from .properties import dicom_properties
@@ -34,6 +35,9 @@ from .properties import dicom_properties
 ASSOCIATED_TYPES = {"LABEL": "label", "OVERVIEW": "macro", "THUMBNAIL": "thumbnail"}
 _JPEG_PHOTOMETRIC = {"RGB": True, "YBR_FULL_422": False, "YBR_FULL": False}
 _J2K_PHOTOMETRIC = {"RGB": True, "YBR_ICT": True, "YBR_RCT": True, "YBR_FULL": False}
+
+MAX_EMPTY_CELLS_PER_FRAME = 64  # a TILED_SPARSE grid may be this sparse...
+MAX_EMPTY_CELLS = 65_536  # ... plus this many tiles
 
 
 def image_type(ds: Any) -> str:
@@ -166,6 +170,15 @@ def _level(instances: list[Instance]) -> tuple[TileGrid, DicomTileReader]:
     width = int_value(first.ds, "TotalPixelMatrixColumns", first.columns)
     height = int_value(first.ds, "TotalPixelMatrixRows", first.rows)
     grid = TileGrid(width, height, first.columns, first.rows)
+    frames = sum(inst.frame_count for inst in instances)
+    # The frame index is an array over the tile grid: its size must follow from the frames the
+    # files hold, not from a declared matrix size alone (limits.md: sparse grids, like CWS).
+    if grid.tile_count > MAX_EMPTY_CELLS_PER_FRAME * frames + MAX_EMPTY_CELLS:
+        raise LimitError(
+            f"{first.path}: total pixel matrix {width}x{height} is {grid.tile_count} tiles of "
+            f"{first.columns}x{first.rows} for {frames} frames (limit {MAX_EMPTY_CELLS_PER_FRAME} per frame "
+            f"+ {MAX_EMPTY_CELLS})"
+        )
     for inst in instances[1:]:
         if (inst.columns, inst.rows) != (first.columns, first.rows):
             raise FormatError(f"{inst.path}: tile size differs from {first.path} in the same level")
@@ -177,6 +190,7 @@ def _associated(name: str, inst: Instance) -> AssociatedImage:
     level = Level(grid, 1.0, reader)
 
     def load() -> RGBArray:
+        check_decode(grid.width, grid.height, f"{inst.path}: {name} image")
         return level.read_region(0, 0, grid.width, grid.height)
 
     encoded: Callable[[], tuple[bytes, TileEncoding]] | None = None

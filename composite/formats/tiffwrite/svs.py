@@ -71,7 +71,8 @@ def _same(text: str | None, value: float) -> str | None:
 
 def _clean(text: str) -> str:
     """A value that cannot break the description's ``|`` and line structure."""
-    return re.sub(r"[|\r\n]+", " ", str(text)).strip()
+    text = re.sub(r"[|\r\n]+", " ", str(text))
+    return re.sub(r"[^\x20-\x7e]", "?", text).strip()  # TIFF text is 7-bit ASCII (a damaged source's is not)
 
 
 class SvsWriter:
