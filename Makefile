@@ -21,7 +21,8 @@ $(VENV)/bin/activate:
 
 venv: .stamp-venv
 
-# Debian packages the tests use as independent readers (libvips-tools) and hosts (nginx, chromium).
+# Debian packages the tests use as independent readers (libvips-tools), validators (dicom3tools:
+# dciodvfy) and hosts (nginx, chromium).
 .stamp-apt: Makefile
 	@if command -v apt-get >/dev/null; then \
 	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,7 +33,7 @@ venv: .stamp-venv
 	fi
 	touch $@
 
-APT_PACKAGES := libvips-tools chromium nginx wrk
+APT_PACKAGES := libvips-tools chromium nginx wrk dicom3tools
 # Another apt/dpkg run (unattended-upgrades, a second make) holds the package manager's lock: wait
 # for it up to APT_LOCK_TIMEOUT seconds instead of failing at once. dpkg's lock honours the option;
 # the package lists' lock does not, so `update` is retried for the same time. Only the packages

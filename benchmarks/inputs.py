@@ -2,7 +2,7 @@
 
 - the synthetic H&E-like SVS (streaming writer in composite.synthetic);
 - benchmarks/.venv-vips: pyvips + pyvips-binary 8.18, so the peer is the newest libvips, not
-  whatever the system has;
+  whatever the system has; benchmarks/.venv-wsidicomizer: wsidicomizer, the SVS -> DICOM peer;
 - the 752x480-block CWS our converter makes from the SVS (input of the CWS -> SVS jobs), or, while
   our converter has no CWS writer yet, stand-in 752x480 JPEG blocks so the libvips assembly peer
   can still be measured;
@@ -30,6 +30,9 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
 VIPS_VENV = HERE / ".venv-vips"
 VIPS_REQUIREMENTS = ("pyvips>=3.0,<4", "pyvips-binary>=8.18,<8.19")
+# the peer of SVS -> DICOM; 0.26.1 is its newest release for Python 3.11 (0.27+ need 3.12)
+WSIDICOMIZER_VENV = HERE / ".venv-wsidicomizer"
+WSIDICOMIZER_REQUIREMENTS = ("wsidicomizer==0.26.1",)
 BLOCK = (752, 480)  # the Bacus scanners' block size
 QUALITY = 80
 
@@ -63,16 +66,26 @@ def converter_targets() -> set[str]:
 
 def vips_python() -> Path | None:
     """The vips venv's interpreter, creating the venv on first use; None when pip cannot install."""
-    python = VIPS_VENV / "bin" / "python"
-    stamp = VIPS_VENV / ".installed"
-    if stamp.exists() and stamp.read_text() == "\n".join(VIPS_REQUIREMENTS):
+    return _tool_venv(VIPS_VENV, VIPS_REQUIREMENTS)
+
+
+def wsidicomizer() -> Path | None:
+    """wsidicomizer's command in its own venv (created on first use); None when pip cannot install."""
+    python = _tool_venv(WSIDICOMIZER_VENV, WSIDICOMIZER_REQUIREMENTS)
+    return None if python is None else python.with_name("wsidicomizer")
+
+
+def _tool_venv(where: Path, requirements: tuple[str, ...]) -> Path | None:
+    python = where / "bin" / "python"
+    stamp = where / ".installed"
+    if stamp.exists() and stamp.read_text() == "\n".join(requirements):
         return python
-    print(f"installing {' '.join(VIPS_REQUIREMENTS)} into {VIPS_VENV} ...", flush=True)
-    venv.EnvBuilder(with_pip=True, clear=True).create(VIPS_VENV)
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *VIPS_REQUIREMENTS]
+    print(f"installing {' '.join(requirements)} into {where} ...", flush=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(where)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements]
     if subprocess.run(pip, check=False).returncode != 0:
         return None
-    stamp.write_text("\n".join(VIPS_REQUIREMENTS))
+    stamp.write_text("\n".join(requirements))
     return python
 
 

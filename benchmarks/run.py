@@ -40,6 +40,7 @@ class Context:
     refresh: bool
     targets: set[str]
     vips: Path | None
+    wsidicomizer: Path | None = None
     cws_blocks: int | None = None  # files our default CWS has (set by job 1; sizes job 8)
     notes: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -67,6 +68,13 @@ class Job:
     name: str
     command: Command
     peers: tuple[str, ...] = ()
+
+
+def _wsidicomizer(ctx: Context, out: Path) -> list[str]:
+    if ctx.wsidicomizer is None:
+        raise Unavailable(f"could not install {' '.join(inputs.WSIDICOMIZER_REQUIREMENTS)}")
+    # its defaults, like ours: copy the tiles it can, one thread per core, Basic Offset Table
+    return [str(ctx.wsidicomizer), "-i", str(ctx.svs), "-o", str(out)]
 
 
 def _system_dzsave(ctx: Context, out: Path) -> list[str]:
@@ -154,6 +162,9 @@ JOBS = (
     ),
     Job("7", "libvips (pip) arrayjoin 752x480 + tiffsave", _arrayjoin),
     Job("8", "plain copy of tile bytes, 1 file each", _plain_copy),
+    # DICOM WSI: every level an instance, the SVS's JPEG tiles copied as frames (both tools)
+    Job("9", "ours: SVS -> DICOM default (byte copy)", lambda c, o: c.ours("dicom", c.svs, o), ("9w",)),
+    Job("9w", "wsidicomizer (pip) SVS -> DICOM default", _wsidicomizer),
 )
 
 
@@ -161,9 +172,9 @@ def _select(spec: str | None) -> list[Job]:
     if not spec:
         return list(JOBS)
     wanted = {s.strip() for s in spec.split(",") if s.strip()}
-    # "3" selects both dzsave lines (3 and 3b), "2" both 2 and 2y; "3b" only that one.
-    chosen = [j for j in JOBS if j.id in wanted or j.id.rstrip("by") in wanted]
-    unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("by") for j in JOBS}
+    # "3" selects both dzsave lines (3 and 3b), "2" both 2 and 2y, "9" 9 and 9w; "3b" only that one.
+    chosen = [j for j in JOBS if j.id in wanted or j.id.rstrip("byw") in wanted]
+    unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("byw") for j in JOBS}
     if unknown:
         raise ValueError(f"unknown job(s) {', '.join(sorted(unknown))} (known: {', '.join(j.id for j in JOBS)})")
     return chosen
@@ -258,8 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         refresh=args.refresh,
         targets=inputs.converter_targets(),
         vips=inputs.vips_python() if needs_vips else None,
+        wsidicomizer=inputs.wsidicomizer() if any(j.id == "9w" for j in jobs) else None,
     )
     versions = inputs.tool_versions(ctx.vips)
+    if ctx.wsidicomizer is not None:
+        versions["pip wsidicomizer"] = " ".join(inputs.WSIDICOMIZER_REQUIREMENTS)
     megapixels = width * height / 1e6
     runs: dict[str, list[Measurement]] = {j.id: [] for j in jobs}
     errors: dict[str, str] = {}

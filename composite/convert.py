@@ -20,6 +20,7 @@ from .output import (
     COMPRESSIONS,
     AciOptions,
     ConversionReport,
+    DicomOptions,
     LevelReport,
     TiffOptions,
     WriteOptions,
@@ -37,6 +38,7 @@ __all__ = [
     "WRITERS",
     "AciOptions",
     "ConversionReport",
+    "DicomOptions",
     "LevelReport",
     "TiffOptions",
     "WriteOptions",
@@ -52,6 +54,7 @@ WRITERS: dict[str, str] = {
     "tiff": "composite.formats.tiffwrite.generic:WRITER",
     "cws": "composite.formats.cws.write:WRITER",
     "aci": "composite.formats.aci.split:WRITER",
+    "dicom": "composite.formats.dicom.write:WRITER",
 }
 _EXTENSIONS = {".svs": "svs", ".tif": "tiff", ".tiff": "tiff", ".aci": "aci"}
 

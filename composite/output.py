@@ -71,6 +71,28 @@ class AciOptions:
             raise ValueError(f"piece format must be svs or tiff, got {self.piece_format!r}")
 
 
+OffsetTable = Literal["auto", "basic", "extended"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DicomOptions:
+    """DICOM WSI (docs/dicom.md): ``metadata``, a JSON file or mapping of DICOM keywords (patient,
+    study, specimen); ``study_uid``/``series_uid`` (None: fresh ones); ``drop_label``/``drop_macro``;
+    ``offset_table`` auto (the Basic Offset Table unless a level may pass its 4 GiB), basic or
+    extended."""
+
+    metadata: str | Path | Mapping[str, Any] | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    drop_label: bool = False
+    drop_macro: bool = False
+    offset_table: OffsetTable = "auto"
+
+    def __post_init__(self) -> None:
+        if self.offset_table not in ("auto", "basic", "extended"):
+            raise ValueError(f"offset table must be auto, basic or extended, got {self.offset_table!r}")
+
+
 _EXTRA_KEYS = {
     "ycbcr": ("", "ycbcr"),
     "pyramid_factor": ("", "pyramid_factor"),
@@ -80,6 +102,10 @@ _EXTRA_KEYS = {
     "ome": ("tiff", "ome"),
     "piece_size": ("aci", "piece_size"),
     "piece_format": ("aci", "piece_format"),
+    **{
+        key: ("dicom", key)
+        for key in ("metadata", "study_uid", "series_uid", "drop_label", "drop_macro", "offset_table")
+    },
 }
 
 
@@ -92,7 +118,7 @@ class WriteOptions:
     copyable, else JPEG. ``quality`` None is the policy's default per level (90 at level 0, 95
     below: :func:`default_quality`). ``ycbcr`` re-encodes JPEG as YCbCr 4:2:0 instead of Aperio's
     RGB. ``pyramid_factor`` and ``min_level_size`` shape SVS/TIFF pyramids (None: 4x steps until a
-    level fits in 1024 px; CWS always steps 4x down to below 2048 px). ``tiff`` and ``aci`` hold
+    level fits in 1024 px; CWS always steps 4x down to below 2048 px). ``tiff``, ``aci`` and ``dicom`` hold
     the options of those formats. Validated once, here.
 
     ``extra`` is the former spelling of the format options (``{"ome": True, "piece_size": 8192}``),
@@ -109,6 +135,7 @@ class WriteOptions:
     min_level_size: int | None = None
     tiff: TiffOptions = field(default_factory=TiffOptions)
     aci: AciOptions = field(default_factory=AciOptions)
+    dicom: DicomOptions = field(default_factory=DicomOptions)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -131,7 +158,7 @@ class WriteOptions:
         unknown = sorted(set(self.extra) - set(_EXTRA_KEYS))
         if unknown:
             raise ValueError(f"unknown write option(s) {', '.join(unknown)} (expected {', '.join(_EXTRA_KEYS)})")
-        groups: dict[str, dict[str, Any]] = {"": {}, "tiff": {}, "aci": {}}
+        groups: dict[str, dict[str, Any]] = {"": {}, "tiff": {}, "aci": {}, "dicom": {}}
         for key, value in self.extra.items():
             group, name = _EXTRA_KEYS[key]
             if name == "bigtiff" and isinstance(value, bool):
@@ -141,6 +168,8 @@ class WriteOptions:
             groups[""]["tiff"] = replace(self.tiff, **groups["tiff"])
         if groups["aci"]:
             groups[""]["aci"] = replace(self.aci, **groups["aci"])
+        if groups["dicom"]:
+            groups[""]["dicom"] = replace(self.dicom, **groups["dicom"])
         for name, value in {**groups[""], "extra": {}}.items():
             object.__setattr__(self, name, value)
 

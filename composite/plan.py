@@ -76,11 +76,16 @@ class LevelPlan:
     workers: int | None
     fill: Fill = None
 
-    def tiles(self, *, progress: ProgressCallback, stage: str | None = None) -> Iterator[EncodedTile]:
-        """The level's encoded tiles (copied where they can be), in the pipeline's order."""
-        return self.tiles_of(self.level, progress=progress, stage=stage or f"level {self.index}")
+    def tiles(
+        self, *, progress: ProgressCallback, stage: str | None = None, stripe_px: int | None = None
+    ) -> Iterator[EncodedTile]:
+        """The level's encoded tiles (copied where they can be), in the pipeline's order
+        (re-encoded ones in column stripes ``stripe_px`` wide: see :func:`composite.tiling.stripes`)."""
+        return self.tiles_of(self.level, progress=progress, stage=stage or f"level {self.index}", stripe_px=stripe_px)
 
-    def tiles_of(self, level: Level, *, progress: ProgressCallback, stage: str) -> Iterator[EncodedTile]:
+    def tiles_of(
+        self, level: Level, *, progress: ProgressCallback, stage: str, stripe_px: int | None = None
+    ) -> Iterator[EncodedTile]:
         """Another level of the same size on this grid and codec (a focal plane of level 0)."""
         return encoded_tiles(
             level,
@@ -91,6 +96,7 @@ class LevelPlan:
             workers=self.workers,
             progress=progress,
             stage=stage,
+            stripe_px=stripe_px,
             fill=self.fill,
         )
 

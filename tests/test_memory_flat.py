@@ -36,6 +36,7 @@ CONVERSIONS = {
     "svs-to-cws-copy": ("cws", []),
     "svs-to-cws-256": ("cws", ["--tile-size", "256", "--quality", "80"]),
     "svs-to-svs-256": ("svs", ["--tile-size", "256", "--quality", "80"]),
+    "svs-to-dicom-copy": ("dicom", []),
 }
 
 

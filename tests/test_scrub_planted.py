@@ -296,7 +296,9 @@ OUTPUTS = {
     "ome-tiff": ("out.ome.tif", {"ome": True}),
     "cws": ("out-cws", {}),
     "aci": ("out.aci", {"piece_size": 720}),
+    "dicom": ("out-dicom", {"metadata": {"mpp": 0.5}}),  # the plain TIFF records no pixel size
 }
+_TO = {"ome-tiff": "tiff", "dicom": "dicom"}  # formats a destination's name does not tell
 
 
 def output_files(path: Path) -> Iterator[Path]:
@@ -328,10 +330,8 @@ def test_no_marker_reaches_any_output(sources: dict[str, Path], source: str, tmp
         if source == "j2k" and fmt == "tiff":
             continue  # JPEG 2000 is refused in plain TIFF (OpenSlide cannot read it there)
         dst = tmp_path / name
-        report, _ = redact(
-            src, dst, plan, to="tiff" if fmt == "ome-tiff" else None, options=WriteOptions(extra=dict(extra))
-        )
-        if fmt == "svs" or (fmt == "cws" and source != "j2k"):
+        report, _ = redact(src, dst, plan, to=_TO.get(fmt), options=WriteOptions(extra=dict(extra)))
+        if fmt in ("svs", "dicom") or (fmt == "cws" and source != "j2k"):
             assert report.levels[0].copied_tiles > 0, "scrubbing keeps the byte copy (no re-encode)"
         files = list(output_files(dst))
         assert files, f"{fmt}: nothing written"

@@ -38,7 +38,9 @@ class Expected:
     suffix: str
     options: WriteOptions
     associated: frozenset[str]
-    independent: str  # "openslide" (and tifffile), "tifffile", "cws-ini", "pieces" (each piece by OpenSlide)
+    # "openslide" (and tifffile), "tifffile", "cws-ini", "pieces" (each piece by OpenSlide),
+    # "openslide-dicom" (OpenSlide opening the level-0 instance of the series)
+    independent: str
     reread: bool = True  # our reader lists the associated images again (not OME-TIFF's: tifffile does)
 
 
@@ -50,6 +52,7 @@ EXPECTED: dict[str, Expected] = {
     ),
     "cws": Expected("cws", "", WriteOptions(), frozenset({"thumbnail", "label", "macro"}), "cws-ini"),
     "aci": Expected("aci", ".aci", WriteOptions(min_level_size=256), frozenset(), "pieces"),
+    "dicom": Expected("dicom", "", WriteOptions(), frozenset({"label", "macro"}), "openslide-dicom"),
 }
 
 
@@ -141,6 +144,12 @@ def test_an_independent_reader_agrees(written: tuple[Expected, Path, ConversionR
     x, y, w, h = box
     if expected.independent == "cws-ini":
         theirs = compose_level(dst / "FinalScan.ini")[y : y + h, x : x + w]
+        assert np.array_equal(_ours(dst, box), theirs)
+        return
+    if expected.independent == "openslide-dicom":
+        with openslide.OpenSlide(str(dst / "level-0.dcm")) as slide:
+            assert slide.level_dimensions == tuple((level.width, level.height) for level in report.levels)
+            theirs = np.asarray(slide.read_region((x, y), 0, (w, h)))[:, :, :3]
         assert np.array_equal(_ours(dst, box), theirs)
         return
     paths = sorted(dst.with_name(dst.stem + "_pieces").glob("r*_c*")) if expected.independent == "pieces" else [dst]

@@ -39,7 +39,7 @@ LIST_SUFFIXES = {".txt", ".csv", ".list", ".lst"}
 SLIDE_SUFFIXES = {
     ".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".vms", ".mrxs", ".svslide", ".dcm", ".aci", ".qptiff",
 }  # fmt: skip
-OUTPUT_SUFFIX = {"svs": ".svs", "tiff": ".tif", "aci": ".aci", "cws": ""}
+OUTPUT_SUFFIX = {"svs": ".svs", "tiff": ".tif", "aci": ".aci", "cws": "", "dicom": ""}  # CWS, DICOM: directories
 RESERVED = {"batch-ledger.jsonl", "batch-report.jsonl", ".batch.lock"}
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # as composite.formats.tiff
 _CWS_INI = {"finalscan.ini", "scanslide.ini", "finalcond.ini", "slidescan.ini", "slidecond.ini"}

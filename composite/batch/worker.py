@@ -23,7 +23,7 @@ def convert_one(task: dict[str, Any]) -> dict[str, Any]:
     Returns ``status`` ("ok" or "failed"), ``error``, ``megapixels``, ``seconds``,
     ``output_size``, ``peak_rss_mb`` (this worker process while converting), ``warnings``, ``worker``.
     """
-    from ..convert import AciOptions, TiffOptions, WriteOptions, convert
+    from ..convert import AciOptions, DicomOptions, TiffOptions, WriteOptions, convert
     from ..errors import CompositeError
     from .ledger import output_size
 
@@ -34,7 +34,7 @@ def convert_one(task: dict[str, Any]) -> dict[str, Any]:
     raw = dict(task["options"])
     if raw.get("tile_size") is not None:
         raw["tile_size"] = tuple(raw["tile_size"])
-    for name, kind in (("tiff", TiffOptions), ("aci", AciOptions)):  # nested options travel as dicts
+    for name, kind in (("tiff", TiffOptions), ("aci", AciOptions), ("dicom", DicomOptions)):  # travel as dicts
         if isinstance(raw.get(name), dict):
             raw[name] = kind(**raw[name])
     result: dict[str, Any] = {"status": "failed", "error": None, "megapixels": 0.0, "output_size": 0, "warnings": []}

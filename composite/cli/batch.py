@@ -14,11 +14,12 @@ import sys
 import time
 from typing import Any
 
+from ..errors import UnsupportedFormatError
 from .args import int_in
 from .convert import add_write_options, write_options
 from .progress import progress_bar
 
-FORMATS = ("cws", "svs", "tiff", "aci")
+FORMATS = ("cws", "svs", "tiff", "aci", "dicom")
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +50,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..batch import SlideResult, convert_many
 
+    if args.series_uid:  # every slide is a series of its own
+        raise UnsupportedFormatError("--series-uid names one series: give it to convert, not to batch")
     interactive = not args.quiet and sys.stderr.isatty()
     megapixels = 0.0
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""``wsi-composite convert SRC DST``: write a slide as SVS, pyramidal TIFF, CWS or ACI.
+"""``wsi-composite convert SRC DST``: write a slide as SVS, pyramidal TIFF, CWS, ACI or DICOM.
 
 Prints the destination and one line per level saying how it was made (copy, reencode or
 downsample); progress bars go to stderr unless ``--quiet``.
@@ -10,7 +10,7 @@ import argparse
 import re
 from typing import Any
 
-from ..convert import COMPRESSIONS, WRITERS, TiffOptions, WriteOptions, convert
+from ..convert import COMPRESSIONS, WRITERS, DicomOptions, TiffOptions, WriteOptions, convert
 from .args import int_in
 from .compose import aci_options, add_convert_options, convert_source
 from .progress import progress_bar
@@ -31,11 +31,11 @@ def tile_size(text: str) -> tuple[int, int]:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert a slide to SVS, pyramidal TIFF, CWS or ACI",
+        help="convert a slide to SVS, pyramidal TIFF, CWS, ACI or DICOM",
         description="Convert a slide, copying tiles where source and target tiles coincide.",
     )
     parser.add_argument("source", help="slide file or directory to read")
-    parser.add_argument("destination", help="output path: .svs, .tif/.tiff, .aci, or a directory for CWS")
+    parser.add_argument("destination", help="output path: .svs, .tif/.tiff, .aci, or a directory for CWS and DICOM")
     parser.add_argument("--to", metavar="|".join(WRITERS), help="output format (default: from DST's extension)")
     add_write_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -59,6 +59,12 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=workers, metavar="N", help="decode/encode threads (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     add_convert_options(parser)  # --piece-size, --piece-format, --allow-outside (ACI)
+    dicom = parser.add_argument_group("DICOM output (docs/dicom.md)")
+    dicom.add_argument("--metadata", metavar="FILE.json", help="patient/study/specimen attributes (DICOM keywords)")
+    dicom.add_argument("--study-uid", metavar="UID", help="StudyInstanceUID (default: a fresh one)")
+    dicom.add_argument("--series-uid", metavar="UID", help="SeriesInstanceUID (default: a fresh one)")
+    dicom.add_argument("--drop-label", action="store_true", help="leave the label image out")
+    dicom.add_argument("--drop-macro", action="store_true", help="leave the macro (overview) image out")
 
 
 def write_options(args: argparse.Namespace) -> WriteOptions:
@@ -72,6 +78,13 @@ def write_options(args: argparse.Namespace) -> WriteOptions:
         ycbcr=args.ycbcr,
         tiff=TiffOptions(bigtiff=args.bigtiff, ome=args.ome),
         aci=aci_options(args),
+        dicom=DicomOptions(
+            metadata=args.metadata,
+            study_uid=args.study_uid,
+            series_uid=args.series_uid,
+            drop_label=args.drop_label,
+            drop_macro=args.drop_macro,
+        ),
     )
 
 

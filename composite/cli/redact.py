@@ -40,7 +40,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--drop-label", action="store_true", help="leave the label image out")
     parser.add_argument("--drop-macro", action="store_true", help="leave the macro (overview) image out")
     parser.add_argument("--scrub", action="store_true", help="remove identifying fields (see docs/tools.md)")
-    parser.add_argument("--to", choices=("svs", "tiff", "cws"), help="output format (default: from DST's name)")
+    parser.add_argument(
+        "--to", choices=("svs", "tiff", "cws", "dicom"), help="output format (default: from DST's name)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run, parser=parser)

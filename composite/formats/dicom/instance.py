@@ -261,8 +261,8 @@ class Instance:
             raise IndexError(f"{self.path}: frame {index} outside 0..{self.frame_count - 1}")
         parts = [self._read(length, pos) for pos, length in self._frame_table()[index]]
         data = b"".join(parts)
-        if self.codec in ("jpeg", "jpegls") and data.endswith(codecs.EOI + b"\x00"):
-            data = data[:-1]  # items have even length: a pad byte may follow EOI
+        if self.codec in ("jpeg", "jpegls", "jpeg2000") and data.endswith(codecs.EOI + b"\x00"):
+            data = data[:-1]  # items have even length: a pad byte may follow EOI (J2K: EOC)
         return data
 
     def samples_of(self, index: int) -> NDArray[Any]:

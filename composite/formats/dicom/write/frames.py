@@ -1,0 +1,162 @@
+"""One DICOM Part 10 file written as its frames arrive: pydicom writes the header, we the pixels.
+
+:func:`write_instance` lets pydicom write the file meta and the dataset (everything but Pixel
+Data), then appends the Pixel Data element itself, one frame at a time, so a level of any size
+passes through a few frames of memory:
+
+- encapsulated (JPEG, JPEG 2000): an item per frame (each padded to an even length with one
+  ``00`` byte, PS3.5 A.4), preceded by the Basic Offset Table - reserved as zeros and filled in
+  once every frame's offset is known - or, when the level may pass 4 GiB (the BOT's 32-bit
+  offsets), an empty BOT and the Extended Offset Table and its lengths (64-bit), reserved in the
+  header as zeros and filled in the same way;
+- native (uncompressed): one element of known length, frames back to back.
+
+The lossy compression ratio (LossyImageCompressionRatio) is only known after the last frame:
+the header carries a 16-character placeholder that is overwritten in place.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ....errors import FormatError
+
+BOT_LIMIT = 2**32 - 1  # the Basic Offset Table's offsets are 32-bit
+RATIO_PLACEHOLDER = "9.87654321012345"  # 16 characters, the longest DS value: patched after the frames
+_ITEM = b"\xfe\xff\x00\xe0"
+_SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+_PIXEL_DATA_ENCAPSULATED = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"
+
+
+def use_extended_table(frame_count: int, frame_bytes: int, *, limit: int = BOT_LIMIT) -> bool:
+    """Whether a level of ``frame_count`` frames of ``frame_bytes`` raw bytes each needs the
+    Extended Offset Table (its compressed size may pass the BOT's 32-bit offsets).
+
+    The raw size bounds the compressed one for the codecs written here (JPEG and JPEG 2000 of
+    natural images compress), with a margin per frame for headers.
+    """
+    return frame_count * (frame_bytes + 1024) > limit
+
+
+def reserve_extended_table(ds: Any, frame_count: int) -> None:
+    """Add zero-filled ExtendedOffsetTable and ExtendedOffsetTableLengths to ``ds``."""
+    ds.ExtendedOffsetTable = bytes(8 * frame_count)
+    ds.ExtendedOffsetTableLengths = bytes(8 * frame_count)
+
+
+def write_instance(
+    path: Path,
+    ds: Any,
+    frames: Iterable[bytes],
+    *,
+    frame_count: int,
+    encapsulated: bool,
+    raw_frame_bytes: int,
+) -> int:
+    """Write ``ds`` and its ``frames`` to ``path``; returns the bytes of pixel data written.
+
+    ``ds`` carries ``file_meta``; with the Extended Offset Table it was reserved by
+    :func:`reserve_extended_table`. ``raw_frame_bytes`` (rows x columns x samples) gives the
+    lossy compression ratio when the header holds :data:`RATIO_PLACEHOLDER`.
+    """
+    import pydicom
+
+    extended = "ExtendedOffsetTable" in ds
+    with path.open("w+b") as fh:
+        pydicom.dcmwrite(fh, ds, enforce_file_format=True)
+        header_end = fh.tell()
+        if encapsulated:
+            written, offsets, lengths = _encapsulated(fh, frames, frame_count, extended=extended)
+        else:
+            written = _native(fh, frames, frame_count, raw_frame_bytes)
+            offsets = lengths = array("Q")
+        if encapsulated:
+            _patch_tables(fh, header_end, offsets, lengths, extended=extended)
+        _patch_ratio(fh, header_end, raw_frame_bytes * frame_count, written)
+    return written
+
+
+def _encapsulated(
+    fh: BinaryIO, frames: Iterable[bytes], frame_count: int, *, extended: bool
+) -> tuple[int, array[int], array[int]]:
+    fh.write(_PIXEL_DATA_ENCAPSULATED)
+    table_length = 0 if extended else 4 * frame_count
+    fh.write(_ITEM + struct.pack("<I", table_length) + bytes(table_length))
+    offsets: array[int] = array("Q")
+    lengths: array[int] = array("Q")
+    position = 0  # from the first frame's item header
+    written = 0
+    for data in frames:
+        if len(offsets) == frame_count:
+            raise FormatError(f"{fh.name}: more than the {frame_count} frames announced")
+        pad = len(data) & 1
+        offsets.append(position)
+        lengths.append(len(data) + pad)  # the item's length (wsidicom requires it even)
+        fh.write(_ITEM + struct.pack("<I", len(data) + pad))
+        fh.write(data)
+        if pad:
+            fh.write(b"\x00")
+        position += 8 + len(data) + pad
+        written += len(data)
+    if len(offsets) != frame_count:
+        raise FormatError(f"{fh.name}: {len(offsets)} frames written, {frame_count} announced")
+    fh.write(_SEQUENCE_END)
+    if not extended and offsets and offsets[-1] > BOT_LIMIT:
+        raise FormatError(f"{fh.name}: frames pass 4 GiB; the Basic Offset Table cannot address them")
+    return written, offsets, lengths
+
+
+def _native(fh: BinaryIO, frames: Iterable[bytes], frame_count: int, frame_bytes: int) -> int:
+    total = frame_count * frame_bytes
+    if total + (total & 1) > 0xFFFFFFFE:
+        raise FormatError(f"{fh.name}: {total} bytes of uncompressed pixels do not fit one element")
+    fh.write(b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", total + (total & 1)))
+    count = 0
+    for data in frames:
+        if len(data) != frame_bytes:
+            raise ValueError(f"native frame of {len(data)} bytes, expected {frame_bytes}")
+        fh.write(data)
+        count += 1
+    if count != frame_count:
+        raise FormatError(f"{fh.name}: {count} frames written, {frame_count} announced")
+    if total & 1:
+        fh.write(b"\x00")
+    return total
+
+
+def _patch_tables(fh: BinaryIO, header_end: int, offsets: array[int], lengths: array[int], *, extended: bool) -> None:
+    if extended:
+        # The two OV elements are the last of the header: lengths' value ends it, the table's
+        # value ends 12 bytes (an explicit-VR OV element header) before the lengths' value.
+        size = 8 * len(offsets)
+        lengths_at = header_end - size
+        table_at = lengths_at - 12 - size
+        fh.seek(table_at - 12)
+        if fh.read(4) != b"\xe0\x7f\x01\x00":
+            raise FormatError(f"{fh.name}: Extended Offset Table not where it was reserved")
+        fh.seek(table_at)
+        fh.write(offsets.tobytes())
+        fh.seek(lengths_at)
+        fh.write(lengths.tobytes())
+    else:
+        fh.seek(header_end + len(_PIXEL_DATA_ENCAPSULATED) + 8)
+        fh.write(array("I", offsets).tobytes())
+    fh.seek(0, 2)
+
+
+def _patch_ratio(fh: BinaryIO, header_end: int, raw: int, written: int) -> None:
+    """Overwrite the ratio placeholder (when the header has one) with raw / written bytes."""
+    fh.seek(0)
+    header = fh.read(header_end)
+    at = header.find(RATIO_PLACEHOLDER.encode())
+    if at < 0:
+        fh.seek(0, 2)
+        return
+    ratio = f"{raw / max(written, 1):.2f}"[:16]
+    fh.seek(at)
+    fh.write(ratio.ljust(16).encode())
+    fh.seek(0, 2)
