@@ -2,7 +2,8 @@
 
 It sends each header value as given (UTF-8 encoded, so non-ASCII digits reach the server as a
 browser would never send them), keeps the connection alive between requests, reads a body by its
-Content-Length only (what static servers send), and reconnects after ``Connection: close``. Only
+Content-Length only (what static servers send), and reconnects after ``Connection: close`` (or a
+close without it, before any byte of the answer). Only
 for servers on this machine; every read is bounded by ``timeout`` seconds.
 """
 
@@ -34,6 +35,15 @@ class RawClient:
             self._streams = await asyncio.wait_for(asyncio.open_connection(*self._address), self._timeout)
 
     async def request(self, method: str, target: str, headers: list[tuple[str, str]] = []) -> Reply:  # noqa: B006
+        reused = self._streams is not None
+        try:
+            return await asyncio.wait_for(self._request(method, target, headers), self._timeout)
+        except asyncio.IncompleteReadError as err:
+            if not reused or err.partial:
+                raise
+        # A kept-alive connection the server closed without saying so (nginx after a 412): like
+        # any HTTP client, send the request again on a new connection, once.
+        await self.close()
         return await asyncio.wait_for(self._request(method, target, headers), self._timeout)
 
     async def _request(self, method: str, target: str, headers: list[tuple[str, str]]) -> Reply:

@@ -1,4 +1,4 @@
-"""Range, If-Range, If-None-Match and If-Modified-Since, every combination, against an oracle.
+"""Range, If-Range and the conditional headers, every combination, against an oracle.
 
 The oracle below is written from RFC 9110 (§13.1, §13.2.2, §14) as plainly as possible, plus the
 choices docs/serve.md states (several ranges, an invalid or non-ASCII range, a Range on HEAD or on
@@ -6,7 +6,8 @@ an empty file: ignored, 200; a value beyond 2**63 - 1: 416, as nginx). Each requ
 raw socket to the real ``wsi-composite serve`` and its status, Content-Range, Content-Length and
 body are compared with the oracle's; the server's log must hold no traceback. The same requests
 go to nginx where nginx follows the same rules (it answers a malformed Range with 416, compares
-If-Modified-Since for equality only and requires If-None-Match and If-Modified-Since to agree),
+If-Modified-Since for equality only, requires If-None-Match and If-Modified-Since to agree and
+answers an invalid If-Unmodified-Since date with 412),
 which checks the oracle itself against an independent implementation.
 """
 
@@ -28,7 +29,8 @@ from tests.http_raw import RawClient
 REPO = Path(__file__).resolve().parent.parent
 MAX_OFFSET = 2**63 - 1
 MTIME_NS = 1_700_000_000_250_000_000  # a fraction of a second: Last-Modified must be rounded one way
-FILES = {"Da1.jpg": 40_000, "Macro.jpg": 1_500_000, "empty.jpg": 0}  # block, streamed, empty
+# a block, an INI (text: gzip for clients that ask, none here), a streamed file, an empty file
+FILES = {"Da1.jpg": 40_000, "ScanLevel1.ini": 3_000, "Macro.jpg": 1_500_000, "empty.jpg": 0}
 Headers = list[tuple[str, str]]
 
 
@@ -64,7 +66,14 @@ def oracle(method: str, headers: Headers, size: int, etag: str, modified: str) -
     h = dict(headers)
     last_modified = parse_date(modified)
     assert last_modified is not None
-    if "If-None-Match" in h:  # §13.2.2 step 3, weak comparison
+    if "If-Match" in h:  # §13.2.2 step 1, strong comparison
+        if h["If-Match"].strip() != "*" and etag not in [t.strip() for t in h["If-Match"].split(",")]:
+            return 412, 0, 0
+    elif "If-Unmodified-Since" in h:  # step 2, only without If-Match
+        since = parse_date(h["If-Unmodified-Since"])
+        if since is not None and last_modified > since:
+            return 412, 0, 0
+    if "If-None-Match" in h:  # step 3, weak comparison
         tags = [t.strip() for t in h["If-None-Match"].split(",")]
         if "*" in tags or etag.removeprefix("W/") in [t.removeprefix("W/") for t in tags]:
             return 304, 0, 0
@@ -131,7 +140,8 @@ def if_ranges(etag: str, modified: float) -> list[str | None]:
 
 
 def conditions(etag: str, modified: float) -> list[tuple[Headers, bool]]:
-    """If-None-Match / If-Modified-Since pairs, and whether nginx follows RFC 9110 on them."""
+    """If-None-Match / If-Modified-Since / If-Match / If-Unmodified-Since sets, and whether nginx
+    follows RFC 9110 on them."""
     now = [("If-Modified-Since", http_date(modified))]
     return [
         ([], True), ([("If-None-Match", etag)], True), ([("If-None-Match", "W/" + etag)], True),
@@ -141,6 +151,11 @@ def conditions(etag: str, modified: float) -> list[tuple[Headers, bool]]:
         ([("If-Modified-Since", http_date(modified + 3600))], False),  # nginx: exact dates only
         ([("If-None-Match", '"other"'), *now], False),  # nginx: both must say "not modified"
         ([("If-None-Match", etag), ("If-Modified-Since", http_date(modified - 3600))], False),
+        ([("If-Match", etag)], True), ([("If-Match", '"other"')], True), ([("If-Match", "W/" + etag)], True),
+        ([("If-Match", "*")], True), ([("If-Unmodified-Since", http_date(modified))], True),
+        ([("If-Unmodified-Since", http_date(modified - 3600))], True),
+        ([("If-Unmodified-Since", "soon")], False),  # nginx: 412, where §13.1.4 says ignore an invalid date
+        ([("If-Match", '"other"'), ("If-None-Match", etag)], True),  # 412 before 304
     ]  # fmt: skip
 
 
