@@ -56,6 +56,7 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="gather each image's annotations (<stem>.xml/.geojson beside it) into FILE, in OUT's coordinates",
     )
+    parser.add_argument("--parents", action="store_true", help="create OUT's missing folders (else an error)")
     parser.set_defaults(func=run, parser=parser)
 
 
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
                 spacing=args.spacing,
                 allow_outside=args.allow_outside,
                 overwrite=args.overwrite,
+                parents=args.parents,
             )
         except ValueError as err:
             if isinstance(err, CompositeError):
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         if args.images:
             parser.error("IMAGES are listed in the --offsets file; give only OUT.aci")
         manifest = compose.compose_offsets(
-            args.out, args.offsets, allow_outside=args.allow_outside, overwrite=args.overwrite
+            args.out, args.offsets, allow_outside=args.allow_outside, overwrite=args.overwrite, parents=args.parents
         )
     print(f"{args.out}  [aci]  {manifest.component_count} images")
     if args.annotations is not None:

@@ -63,6 +63,7 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
     workers = int_in(1, None, "workers")
     parser.add_argument("--workers", type=workers, metavar="N", help="decode/encode threads (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    parser.add_argument("--parents", action="store_true", help="create DST's missing folders (else an error)")
     add_convert_options(parser)  # --piece-size, --piece-format, --allow-outside (ACI)
     dicom = parser.add_argument_group("DICOM output (docs/dicom.md)")
     dicom.add_argument("--metadata", metavar="FILE.json", help="patient/study/specimen attributes (DICOM keywords)")
@@ -90,6 +91,7 @@ def write_options(args: argparse.Namespace) -> WriteOptions:
             drop_label=args.drop_label,
             drop_macro=args.drop_macro,
         ),
+        parents=args.parents,
     )
 
 
