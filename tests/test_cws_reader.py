@@ -107,6 +107,7 @@ def test_hundred_thousand_blocks_open_from_the_ini_alone(tmp_path: Path, monkeyp
     # No block file exists: such a level is refused as mostly empty (docs/limits.md) unless that
     # limit is lifted, as here, to time opening from the INI alone.
     monkeypatch.setattr("composite.formats.cws.placement.MAX_EMPTY_PIXELS", 10**12)
+    monkeypatch.setattr("composite.formats.cws.placement.MAX_EMPTY_CELLS", 10**6)
     lines = ["[Header]", "iImageWidth=240", "iImageHeight=240", "lXStepSize=960", "lYStepSize=960"]
     for n in range(100_000):
         col, row = n % 400, n // 400

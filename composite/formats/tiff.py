@@ -145,6 +145,9 @@ def _check_page(page: tifffile.TiffPage, path: Path) -> None:
     grid = _grid(page)
     if page.is_tiled and (grid.tile_width % 16 or grid.tile_height % 16):
         raise FormatError(f"{path}: tile size {grid.tile_width}x{grid.tile_height} is not a multiple of 16 (TIFF 6.0)")
+    offsets, counts = np.asarray(page.dataoffsets), np.asarray(page.databytecounts)
+    if offsets.dtype.kind not in "iu" or counts.dtype.kind not in "iu":
+        raise FormatError(f"{path}: tile offsets or byte counts are not integers")
     if len(page.dataoffsets) != grid.tile_count or len(page.databytecounts) != grid.tile_count:
         raise FormatError(
             f"{path}: {len(page.dataoffsets)} tile offsets and {len(page.databytecounts)} byte counts "
@@ -183,10 +186,17 @@ def _associated(page: tifffile.TiffPage, name: str, path: Path) -> AssociatedIma
     if len(page.dataoffsets) == 1 and int(page.compression) == 7:
 
         def encoded_bytes() -> tuple[bytes, TileEncoding]:
-            fh = page.parent.filehandle
-            fh.seek(page.dataoffsets[0])
+            try:
+                _check_jpeg_segments(page, path)  # copied as they are: a JPEG of the page's size
+                fh = page.parent.filehandle
+                fh.seek(int(page.dataoffsets[0]))
+                data = fh.read(int(page.databytecounts[0]))
+            except CompositeError as err:
+                raise TileReadError(f"{path}: {name} image: {err}") from err
+            except Exception as err:  # tifffile on damaged tags
+                raise TileReadError(f"{path}: {name} image cannot be read: {err}") from err
             rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
-            return fh.read(page.databytecounts[0]), TileEncoding("jpeg", rgb=rgb, jpeg_tables=page.jpegtables)
+            return data, TileEncoding("jpeg", rgb=rgb, jpeg_tables=page.jpegtables)
 
         encoded = encoded_bytes
     return AssociatedImage(name, page.imagewidth, page.imagelength, load, encoded)
@@ -201,8 +211,8 @@ def _check_jpeg_segments(page: tifffile.TiffPage, path: Path) -> None:
     for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
         if offset + count > size or count > MAX_SMALL_FILE:
             raise TileReadError(f"segment of {count} bytes at byte {offset} does not fit the file")
-        fh.seek(offset)
-        codecs.checked_jpeg_info(fh.read(count), size=(grid.tile_width, grid.tile_height), exact=page.is_tiled)
+        fh.seek(int(offset))
+        codecs.checked_jpeg_info(fh.read(int(count)), size=(grid.tile_width, grid.tile_height), exact=page.is_tiled)
 
 
 def _mpp_from_resolution(page: tifffile.TiffPage) -> tuple[float, float] | None:

@@ -274,6 +274,9 @@ def export_associated(slide: Slide, outdir: Path, *, options: ExportOptions) -> 
                 write_bytes(dst, jpeg, overwrite=options.overwrite)
                 done.append(Exported(dst, name, image.width, image.height, copied=True))
                 continue
+        problem = fit_problem(image.width, image.height, options.format, memory_budget=options.memory_budget)
+        if problem:
+            raise LimitError(f"{slide.path}: {name} image of {problem}")
         pixels = image.read()
         if options.format == "tiff":
             write_atomic(dst, partial(write_small_tiff, pixels), overwrite=options.overwrite)

@@ -24,8 +24,8 @@ MAX_SIDE = 4_194_304  # px on one side of a level; Aperio tested 500,000 px, we 
 MAX_BLOCK_SIDE = 65_535  # the JPEG limit
 MAX_EMPTY_RATIO = 64  # a level may be this many times the area its block files cover (separate tissue pieces)...
 MAX_EMPTY_PIXELS = 2**26  # ... plus this many pixels, before it is refused as a few blocks spread out
-MAX_EMPTY_CELLS_PER_BLOCK = 64  # the block index of a regular grid: at most this many cells per block...
-MAX_EMPTY_CELLS = 65_536  # ... plus this many
+MAX_EMPTY_CELLS_PER_BLOCK = 64  # a level's block grid: at most this many cells per block file...
+MAX_EMPTY_CELLS = 65_536  # ... plus this many (two 1-px blocks 5,000 px apart: 25 million 1-px tiles)
 DEFAULT_UNITS_PER_PIXEL = 4.0  # what producers write when a file lacks step sizes (docs/formats.md §1.4)
 _MIN_UNITS_PER_PIXEL = 1 / 64
 _MAX_UNITS_PER_PIXEL = 65_536.0
@@ -163,6 +163,13 @@ def check_extent(ini: IniFile, geom: Geometry, width: int, height: int, present:
     missing) would make a conversion write (and an index hold) millions of blank tiles from a few
     bytes of INI. ``present`` is the number of block files that exist."""
     covered = present * geom.block_width * geom.block_height
+    cells = -(-width // geom.block_width) * -(-height // geom.block_height)
+    if cells > MAX_EMPTY_CELLS_PER_BLOCK * present + MAX_EMPTY_CELLS:  # tiny blocks: millions of tiles
+        raise LimitError(
+            f"{ini.path}: {present} block files of {geom.block_width}x{geom.block_height} px make a level of "
+            f"{width}x{height} px {cells} blocks (limit: {MAX_EMPTY_CELLS_PER_BLOCK} per block file "
+            f"+ {MAX_EMPTY_CELLS})"
+        )
     if width * height > MAX_EMPTY_RATIO * covered + MAX_EMPTY_PIXELS:
         raise LimitError(
             f"{ini.path}: {present} block files of {geom.block_width}x{geom.block_height} px spread over "

@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ...errors import FormatError, LimitError
+from ...errors import CompositeError, FormatError, LimitError
 from ...model import Slide
 from . import single, wsi
 from .instance import WSI_SOP_CLASS, Instance, read_header
@@ -85,7 +85,12 @@ def source_files(path: Path) -> list[Path]:
 def open_slide(path: Path) -> Slide:
     with warnings.catch_warnings():  # pydicom warns about odd values as it converts them
         warnings.simplefilter("ignore")
-        return _open(path)
+        try:
+            return _open(path)
+        except CompositeError:
+            raise
+        except Exception as err:  # pydicom converts element values lazily: damage surfaces anywhere
+            raise FormatError(f"{path}: damaged DICOM element ({type(err).__name__}: {err})") from err
 
 
 def _open(path: Path) -> Slide:
@@ -105,9 +110,10 @@ def _open(path: Path) -> Slide:
 def _same_series(path: Path, series: str) -> bool:
     try:
         header = read_header(path, tags=_SERIES_TAGS)
-    except FormatError:
+        sop, other = str(header.get("SOPClassUID", "")), str(header.get("SeriesInstanceUID", ""))
+    except Exception:  # FormatError, or pydicom's lazy conversion of a damaged element
         return False  # a damaged stranger in the directory is not ours to report
-    return str(header.get("SOPClassUID", "")) == WSI_SOP_CLASS and str(header.get("SeriesInstanceUID", "")) == series
+    return sop == WSI_SOP_CLASS and other == series
 
 
 def _open_directory(path: Path) -> Slide:
