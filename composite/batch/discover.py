@@ -146,10 +146,7 @@ def _walk(root: Path, skip: Path, sources: list[tuple[Path, bool]], ignored: lis
         if directory != root and names & _CWS_INI:
             sources.append((directory, True))
             continue
-        dicom = set(_dicom_files(directory))
-        if dicom and directory != root:
-            sources.append((directory, True))
-        subdirs = []
+        subdirs, files = [], []
         for entry in entries:
             if entry.name.startswith("."):
                 continue
@@ -157,18 +154,24 @@ def _walk(root: Path, skip: Path, sources: list[tuple[Path, bool]], ignored: lis
             if entry.is_dir(follow_symlinks=False):
                 if path.absolute() != skip:
                     subdirs.append(path)
-            elif entry.is_file() and path not in dicom:
-                _classify(path, sources, ignored, components)
+            elif entry.is_file():
+                files.append((path, _head(path, 132)))  # one read a file: DICOM preamble and magic
+        if directory != root and any(head[128:132] == b"DICM" for _, head in files):
+            sources.append((directory, True))  # a DICOM series: its files are not slides of their own
+            files = [(path, head) for path, head in files if head[128:132] != b"DICM"]
+        for path, head in files:
+            _classify(path, head, sources, ignored, components)
         stack.extend(reversed(subdirs))
     if components:  # files an ACI manifest names are parts of that slide
         kept = [(p, d) for p, d in sources if d or p.resolve() not in components]
         sources[:] = kept
 
 
-def _classify(path: Path, sources: list[tuple[Path, bool]], ignored: list[Path], components: set[Path]) -> None:
+def _classify(
+    path: Path, head: bytes, sources: list[tuple[Path, bool]], ignored: list[Path], components: set[Path]
+) -> None:
     suffix = path.suffix.lower()
-    head = _head(path, 4)
-    if head in _TIFF_MAGICS or suffix in SLIDE_SUFFIXES:
+    if head[:4] in _TIFF_MAGICS or suffix in SLIDE_SUFFIXES:
         sources.append((path, False))
         if suffix == ".aci":
             components.update(_aci_components(path))
