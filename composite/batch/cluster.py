@@ -97,6 +97,9 @@ def run_tasks(
                         processes=True,
                         memory_limit=f"{memory_mb}MiB",
                         dashboard_address=":0" if dashboard and _has_bokeh() else None,
+                        # the scheduler's HTTP server (health, metrics) runs anyway: on any free port,
+                        # not on 8787, which another cluster may hold
+                        scheduler_kwargs={"dashboard_address": ":0"},
                         silence_logs=logging.CRITICAL,
                     )
                 )
