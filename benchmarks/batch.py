@@ -187,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_use": statistics.median(m.cpu_use for m in measured),
             "peak_rss_mb": max(m.peak_rss_mb for m in measured),
             "load1": measured[0].load1,
+            "walls_s": [m.wall_s for m in measured],  # every run, in round order
+            "loads1": [m.load1 for m in measured],
         }
     extra: dict[str, object] = {}
     if "batch" in runs:
