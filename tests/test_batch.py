@@ -92,6 +92,8 @@ def test_batch_on_the_local_cluster_then_rerun_then_a_changed_source(mixed: Path
 
     plan = run_batch(str(mixed), str(dst), "--to", "svs", "--quality", "80", "--dry-run")
     assert plan.stdout.count("(options changed)") == len(SLIDES)  # changed options: everything redone
+    plan = run_batch(str(mixed), str(dst), "--to", "svs", "--ycbcr", "--dry-run")
+    assert plan.stdout.count("(options changed)") == len(SLIDES)
     plan = run_batch(str(mixed), str(dst), "--to", "svs", "--dry-run", "--retry-failed")
     assert "convert  broken/truncated.svs" in plan.stdout and "(failed before, retried)" in plan.stdout
 

@@ -64,14 +64,13 @@ class BatchReport:
 
 
 def options_key(to: str, options: WriteOptions) -> dict[str, Any]:
-    """The options that change the output (not ``workers`` or ``overwrite``), as the ledger stores them."""
-    return {
-        "to": to,
-        "tile_size": list(options.tile_size) if options.tile_size else None,
-        "compression": options.compression,
-        "quality": options.quality,
-        "extra": {k: options.extra[k] for k in sorted(options.extra)},
-    }
+    """The options that change the output (all but ``workers`` and ``overwrite``), as the ledger
+    stores them: plain JSON, compared as such on a rerun."""
+    fields = asdict(options)
+    for name in ("workers", "overwrite", "extra"):  # extra: emptied into the typed fields
+        fields.pop(name, None)
+    key: dict[str, Any] = json.loads(json.dumps({"to": to, **fields}, sort_keys=True))  # tuples -> lists
+    return key
 
 
 def convert_many(
