@@ -160,13 +160,13 @@ def test_huge_canvas_opens_at_once_and_reads_only_what_is_under(
     lines = [f"{which(r, c)} {r * size} {c * size}" for r in range(per_side) for c in range(per_side)]
     (tmp_path / "huge.aci").write_text("\n".join(lines) + "\n")
     painted: list[tuple[int, int]] = []
-    real_paint = canvas.paint
+    real_paint = canvas.draw_component
 
     def spy(out: np.ndarray, tile: composite.Box, d: int, rect: composite.Box, comp: composite.Slide) -> None:
         painted.append((rect.x, rect.y))
         real_paint(out, tile, d, rect, comp)
 
-    monkeypatch.setattr(canvas, "paint", spy)
+    monkeypatch.setattr(canvas, "draw_component", spy)
     with open_slide(tmp_path / "huge.aci") as slide:
         pool = slide.closers[-1].__self__  # type: ignore[attr-defined]
         assert pool.opens == 4 and not painted

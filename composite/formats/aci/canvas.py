@@ -149,7 +149,7 @@ class CompositeTileReader:
         if len(hits) <= 1:
             for i in hits:
                 with self._pool.use(self._index.paths[self._index.files[i]]) as component:
-                    paint(out, tile, d, self._index.rect(int(i)), component)
+                    draw_component(out, tile, d, self._index.rect(int(i)), component)
             return out
         covered = np.zeros((tile.height, tile.width), bool)
         scratch = np.empty_like(out)
@@ -164,7 +164,7 @@ class CompositeTileReader:
             if not free.any():
                 continue
             with self._pool.use(self._index.paths[self._index.files[i]]) as component:
-                paint(scratch, tile, d, rect, component)
+                draw_component(scratch, tile, d, rect, component)
             out[rows, cols][free] = scratch[rows, cols][free]
             covered[rows, cols] = True
             if covered.all():
@@ -172,7 +172,7 @@ class CompositeTileReader:
         return out
 
 
-def paint(out: RGBArray, tile: Box, downsample: int, rect: Box, component: Slide) -> None:
+def draw_component(out: RGBArray, tile: Box, downsample: int, rect: Box, component: Slide) -> None:
     """Draw the part of ``component`` (placed at level-0 ``rect``) that falls in ``tile`` (level D)."""
     d = downsample
     footprint = rect.scaled_outward(d)
