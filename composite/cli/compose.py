@@ -11,6 +11,7 @@ import argparse
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from ..errors import CompositeError
@@ -50,6 +51,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--allow-outside", action="store_true", help="allow images outside OUT's directory")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument(
+        "--annotations",
+        metavar="FILE",
+        help="gather each image's annotations (<stem>.xml/.geojson beside it) into FILE, in OUT's coordinates",
+    )
     parser.set_defaults(func=run, parser=parser)
 
 
@@ -80,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
             args.out, args.offsets, allow_outside=args.allow_outside, overwrite=args.overwrite
         )
     print(f"{args.out}  [aci]  {manifest.component_count} images")
+    if args.annotations is not None:
+        from ..annotations.carry import carry_compose
+
+        images, regions = carry_compose(Path(args.out), Path(args.annotations), overwrite=args.overwrite)
+        print(f"{args.annotations}  annotations of {images} images, {regions} regions")
     return 0
 
 

@@ -38,6 +38,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("destination", help="output path: .svs, .tif/.tiff, .aci, or a directory for CWS")
     parser.add_argument("--to", metavar="|".join(WRITERS), help="output format (default: from DST's extension)")
     add_write_options(parser)
+    parser.add_argument(
+        "--annotations",
+        metavar="FILE",
+        help="annotations of SOURCE (ImageScope XML or GeoJSON) to carry beside the output, in its coordinates",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 
@@ -77,6 +82,11 @@ def write_options(args: argparse.Namespace) -> WriteOptions:
 
 def run(args: argparse.Namespace) -> int:
     options = write_options(args)
+    marks = None
+    if args.annotations is not None:
+        from ..annotations import read_annotations
+
+        marks = read_annotations(args.annotations)  # a bad file stops here, before any output
     with progress_bar(quiet=args.quiet) as progress, convert_source(args) as source:
         report = convert(source, args.destination, to=args.to, options=options, progress=progress)
     print(f"{report.destination}  [{report.format}]")
@@ -84,4 +94,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {line}")
     if report.associated:
         print(f"  associated: {', '.join(report.associated)}")
+    if marks is not None:
+        from ..annotations.carry import carry_convert
+
+        written = carry_convert(marks, report.destination, aci=report.format == "aci", overwrite=args.overwrite)
+        print(f"  annotations: {written[0]}" + (f" and {len(written) - 1} pieces' files" if len(written) > 1 else ""))
     return 0
