@@ -29,7 +29,8 @@ EOI = b"\xff\xd9"
 # APP14 "Adobe", version 100, flags 0/0, transform 0: the samples are RGB, not YCbCr.
 ADOBE_RGB_SEGMENT = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 _TABLE_MARKERS = {0xDB, 0xC4, 0xDD, 0xCC}  # DQT, DHT, DRI, DAC
-_SOF_MARKERS = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# SOF0-15 less DHT, JPG and DAC, and JPEG-LS's SOF55 (same layout: precision, height, width, components)
+_SOF_MARKERS = (set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}) | {0xF7}
 
 
 @dataclass(frozen=True, slots=True)
