@@ -7,11 +7,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import openslide
 import pytest
 import tifffile
+from pydicom.uid import generate_uid
 
 from composite import codecs
 from composite.geometry import Box, TileGrid
@@ -54,6 +56,9 @@ PLACES = {
     "plain TIFF tile COM": "PHI30PLAINCOM",
     "J2K main-header COM": "PHI31J2KMAIN",
     "J2K tile-part COM": "PHI32J2KPART",
+    "DICOM PatientName": "PHI33DCMPATIENT",
+    "DICOM StudyDescription": "PHI34DCMSTUDY",
+    "DICOM frame COM": "PHI35DCMCOM",
 }
 M = PLACES
 TILE = 240
@@ -234,6 +239,29 @@ def write_j2k(path: Path) -> None:
         )
 
 
+def write_dicom(folder: Path) -> Path:
+    """A DICOM WSI instance (RGB JPEG frames with a COM segment) whose patient and study
+    attributes carry markers."""
+    import pydicom
+
+    from tests import test_dicom_files
+
+    def commented(tile: np.ndarray) -> bytes:
+        data = encode_frame(tile)
+        return data[:2] + segment(0xFE, M["DICOM frame COM"].encode()) + data[2:]
+
+    encode_frame = test_dicom_files._jpeg_rgb
+    folder.mkdir()
+    path = folder / "level0.dcm"
+    with mock.patch.object(test_dicom_files, "_jpeg_rgb", commented):
+        test_dicom_files.write_wsi_instance(path, region(0, 0, 640, 448), series_uid=generate_uid(), tile=64)
+    ds = pydicom.dcmread(path)
+    ds.PatientName = M["DICOM PatientName"]
+    ds.StudyDescription = M["DICOM StudyDescription"]
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("planted")
@@ -243,6 +271,8 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_aperio(aperio)
     write_plain(plain)
     write_j2k(j2k)
+    dicom = write_dicom(folder / f"dicom-{M['file name']}")
+    assert sum(marker.encode() in dicom.read_bytes() for marker in M.values()) == 3
     for path in (aperio, plain):
         data = path.read_bytes()
         planted = [name for name, marker in M.items() if marker.encode() in data]
@@ -257,7 +287,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert len({found.split(": ")[1] for found in leaks(cws)}) >= 10
     with openslide.OpenSlide(j2k) as check:  # OpenSlide decodes the planted codestreams
         assert check.read_region((0, 0), 0, (960, 720)).getextrema()[0][1] > 0
-    return {"aperio": aperio, "plain": plain, "cws": cws, "j2k": j2k}
+    return {"aperio": aperio, "plain": plain, "cws": cws, "j2k": j2k, "dicom": dicom}
 
 
 OUTPUTS = {
@@ -289,7 +319,7 @@ def leaks(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("source", ["aperio", "plain", "cws", "j2k"])
+@pytest.mark.parametrize("source", ["aperio", "plain", "cws", "j2k", "dicom"])
 def test_no_marker_reaches_any_output(sources: dict[str, Path], source: str, tmp_path: Path) -> None:
     src = sources[source]
     plan = RedactPlan(boxes=[Box(300, 200, 200, 150)], scrub=True)
