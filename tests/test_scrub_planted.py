@@ -397,3 +397,38 @@ def test_scrub_jpeg2000_drops_comments() -> None:
     scrubbed = scrub_jpeg2000(planted)
     assert M["tile COM"].encode() not in scrubbed
     assert np.array_equal(imagecodecs.jpeg2k_decode(scrubbed), imagecodecs.jpeg2k_decode(data))
+
+
+def test_damaged_streams_are_refused_or_scrubbed() -> None:
+    """Mutated JPEG and J2K streams (fixed seed): scrubbing returns a stream it would not change
+    again, or raises ValueError (the caller then re-encodes); never another error."""
+    import random
+
+    import imagecodecs
+
+    pixels = region(0, 0, 64, 48)
+    seeds = [
+        planted_tile(codecs.encode_jpeg(pixels, quality=80, rgb=True)),
+        codecs.encode_jpeg(pixels, quality=80),
+        planted_j2k(pixels),
+        bytes(imagecodecs.jpeg2k_encode(pixels, level=40, codecformat="J2K")),
+    ]
+    rng = random.Random(21)
+    outcomes = {"scrubbed": 0, "refused": 0}
+    for _ in range(800):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 4)):
+            at = rng.randrange(len(data))
+            if rng.random() < 0.6:
+                data[at] = rng.randrange(256)
+            else:
+                del data[at : at + rng.randint(1, 40)]
+        for scrub in (scrub_jpeg, scrub_jpeg2000):
+            try:
+                out = scrub(bytes(data))
+            except ValueError:
+                outcomes["refused"] += 1
+                continue
+            assert scrub(out) == out
+            outcomes["scrubbed"] += 1
+    assert min(outcomes.values()) > 50, outcomes
