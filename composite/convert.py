@@ -10,10 +10,13 @@ module stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import destination
+from .dropped import warned_progress
 from .errors import UnsupportedFormatError
 from .model import Slide
 from .output import (
@@ -24,10 +27,9 @@ from .output import (
     TiffOptions,
     WriteOptions,
     atomic_output,
-    check_destination,
 )
 from .progress import ProgressCallback, no_progress
-from .registry import open_slide
+from .registry import open_slide, source_files
 
 if TYPE_CHECKING:
     from .plan import Writer
@@ -107,25 +109,40 @@ def convert(
 ) -> ConversionReport:
     """Write ``src`` (a path or an open :class:`Slide`) to ``dst`` in the format ``to`` or its name says.
 
-    Raises :class:`~composite.errors.OutputExistsError` when ``dst`` exists and
-    ``options.overwrite`` is False, before reading anything. A path source is opened and closed
-    here; an open :class:`Slide` stays open.
+    Before reading anything, raises :class:`~composite.errors.OutputExistsError` when ``dst``
+    exists and ``options.overwrite`` is False, and :class:`~composite.errors.DestinationError`
+    when ``dst`` is, holds or lies inside a file the source reads, or cannot be written
+    (:mod:`composite.destination`). A path source is opened and closed here; an open
+    :class:`Slide` stays open.
     """
     dst = Path(dst)
     options = options or WriteOptions()
     name = output_format(dst, to)
-    check_destination(dst, overwrite=options.overwrite)
-    writer = writer_for(name)
-    if isinstance(src, Slide):
-        return _write(writer, src, dst, options, progress or no_progress)
-    with open_slide(src) as slide:
-        return _write(writer, slide, dst, options, progress or no_progress)
+    outputs = [(dst, name == "cws")]
+    if name == "aci":
+        from .formats.aci.split import pieces_dir
+
+        outputs.append((pieces_dir(dst), True))
+    sources = source_files(src.path if isinstance(src, Slide) else src)
+    created = destination.prepare_outputs(outputs, sources, overwrite=options.overwrite, parents=options.parents)
+    try:
+        writer = writer_for(name)
+        with contextlib.ExitStack() as stack:
+            slide = src if isinstance(src, Slide) else stack.enter_context(open_slide(src))
+            return _write(writer, slide, dst, name, options, progress or no_progress)
+    except BaseException:
+        destination.remove_created(created)
+        raise
 
 
 def _write(
-    writer: Writer, slide: Slide, dst: Path, options: WriteOptions, progress: ProgressCallback
+    writer: Writer, slide: Slide, dst: Path, name: str, options: WriteOptions, progress: ProgressCallback
 ) -> ConversionReport:
     from .plan import make_plan
 
+    # what the output cannot hold is said at the writer's first progress report (after planning)
+    report, flush = warned_progress(slide, dst, name, options, progress)
     with make_plan(slide, options, writer.rules, spool_dir=dst.parent) as plan:
-        return writer.write(plan, dst, progress=progress)
+        result = writer.write(plan, dst, progress=report)
+    flush()
+    return result

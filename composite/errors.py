@@ -39,8 +39,18 @@ class OutputExistsError(CompositeError, FileExistsError):
     """The destination exists and overwriting was not asked for."""
 
 
+class DestinationError(CompositeError, OSError):
+    """The destination cannot be written: it is the source, its folder is missing or read-only,
+    the disk is full, the name is too long."""
+
+
 class LimitError(CompositeError, ValueError):
     """A declared size or count is beyond what we allocate for (untrusted input)."""
+
+
+class DroppedWarning(UserWarning):
+    """Something of the source the output cannot hold (a label in a plain TIFF, a small level);
+    the CLI prints it as one line, and ``--strict`` makes it an error."""
 
 
 def where(path: str | Path, line: int | None = None) -> str:

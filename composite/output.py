@@ -4,22 +4,19 @@ These types live below ``composite.convert`` so that format modules (which must 
 ``convert``) can use them; ``composite.convert`` re-exports them, so users import from there.
 
 A writer (:class:`composite.plan.Writer`) is registered by name in ``composite.convert.WRITERS``.
-It writes to a temporary name beside ``dst`` (:func:`atomic_output`) and renames at the end, so an
-interrupted run leaves nothing at ``dst``.
+It writes to a temporary name beside ``dst`` (:func:`atomic_output`, from :mod:`composite.replace`)
+and renames at the end, so an interrupted run leaves nothing at ``dst``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import OutputExistsError
+from .destination import check_destination as check_destination
+from .replace import atomic_output as atomic_output
 
 Method = Literal["copy", "reencode", "downsample"]
 COMPRESSIONS = ("jpeg", "jpeg2000", "lzw", "none")
@@ -109,6 +106,7 @@ class WriteOptions:
     min_level_size: int | None = None
     tiff: TiffOptions = field(default_factory=TiffOptions)
     aci: AciOptions = field(default_factory=AciOptions)
+    parents: bool = False  # create missing folders of the destination (else they are an error)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -185,43 +183,3 @@ class ConversionReport:
                 f"{tiles}{codec}  {level.method}"
             )
         return lines
-
-
-def check_destination(dst: Path, *, overwrite: bool) -> None:
-    """Raise :class:`OutputExistsError` when ``dst`` exists and overwriting was not asked for.
-
-    An existing empty directory does not count: ``mkdir out && convert slide.svs out`` is normal.
-    """
-    empty_dir = dst.is_dir() and not dst.is_symlink() and not any(dst.iterdir())
-    if (dst.exists() or dst.is_symlink()) and not empty_dir and not overwrite:
-        raise OutputExistsError(f"{dst}: already exists (use --overwrite to replace it)")
-
-
-@contextlib.contextmanager
-def atomic_output(dst: Path, *, overwrite: bool, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``dst``; on success it replaces ``dst``, on failure it goes.
-
-    The temporary name starts with a dot and ends with ``.partial`` so nothing looks complete
-    while the writer runs, and a killed process leaves only that hidden name behind (never a file
-    at ``dst``). With ``directory=True`` the temporary path is a fresh directory.
-    """
-    check_destination(dst, overwrite=overwrite)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.partial")
-    if directory:
-        tmp.mkdir()
-    try:
-        yield tmp
-        if dst.is_dir() and not dst.is_symlink():
-            # os.replace cannot replace a directory: move the old one away first, then drop it.
-            old = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.old")
-            os.replace(dst, old)
-            os.replace(tmp, dst)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dst)
-    finally:
-        if tmp.is_dir() and not tmp.is_symlink():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)

@@ -9,6 +9,8 @@ also be TIFF (dual-personality), so DICOM comes first.
 from __future__ import annotations
 
 import importlib
+import os
+import stat
 from pathlib import Path
 from typing import Protocol, cast, runtime_checkable
 
@@ -73,3 +75,17 @@ def open_slide(path: str | Path) -> Slide:
     except (ValueError, OSError, KeyError, IndexError) as err:
         raise UnsupportedFormatError(f"{path}: cannot be opened as {module.NAME} ({err})") from err
     return slide
+
+
+def source_files(path: str | Path) -> list[Path]:
+    """Every file and directory opening ``path`` reads (an ACI's components, a DICOM series'
+    instances), for refusing a destination that is one of them. Reads headers only."""
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return [path]
+        module = detect_format(path)
+    except (OSError, CompositeError):
+        return [path]
+    files = getattr(module, "source_files", None)
+    return list(files(path)) if files is not None else [path]

@@ -34,7 +34,7 @@ def main() -> int:
     cws = slides / "sample"
     if not (cws / "FinalScan.ini").exists():
         print(f"converting {sample} to the CWS directory {cws} ...", flush=True)
-        subprocess.run([*cli, "convert", str(sample), str(cws), "--to", "cws", "--overwrite"], check=True)
+        subprocess.run([*cli, "convert", str(sample), str(cws), "--to", "cws", "--overwrite", "--parents"], check=True)
     if args.no_serve:
         print(f"CWS slide ready in {cws}; serve it with: {_script()} serve {slides}")
         print(f"(or put wsi-composite on PATH first: source {_script().parent}/activate)")

@@ -82,7 +82,9 @@ def test_split_writes_layers_and_refuses_to_clobber(source_svs: Path, tmp_path: 
     (tmp_path / "z.aci").write_text("p0.png 0 0\n1 2\np1.png 0 0\n2 4.5\np2.png 0 0\n")
     out = tmp_path / "out" / "zz.aci"
     report = convert(
-        tmp_path / "z.aci", out, options=WriteOptions(compression="lzw", aci=AciOptions(piece_format="tiff"))
+        tmp_path / "z.aci",
+        out,
+        options=WriteOptions(compression="lzw", parents=True, aci=AciOptions(piece_format="tiff")),
     )
     assert report.format == "aci"
     layers = read_manifest(out).layers
@@ -134,7 +136,7 @@ def test_compose_offsets_csv(tmp_path: Path) -> None:
     with open_slide(tmp_path / "m.aci") as slide:
         np.testing.assert_array_equal(slide.read_region((0, 0), 0, (60, 45)), paste(45, 60, [(a, 0, 0), (b, 40, 25)]))
     with pytest.raises(UnsafePathError, match=r"a\.png \(listed at .*offsets\.csv:2\): outside"):
-        compose.compose_offsets(tmp_path / "imgs" / "deeper" / "m3.aci", csv)
+        compose.compose_offsets(tmp_path / "imgs" / "deeper" / "m3.aci", csv, parents=True)
     csv.write_text("a.png,0,0\nb.png,x,1\n")
     with pytest.raises(FormatError, match=r"offsets\.csv:2: x and y must be integers"):
         compose.compose_offsets(tmp_path / "m2.aci", csv)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 
 from benchmarks.http_servers import composite_server, load
-from composite.convert import convert
+from composite.convert import WriteOptions, convert
 
 REPO = Path(__file__).resolve().parent.parent
 CONNECTIONS = 64
@@ -26,7 +26,7 @@ SECONDS = 20.0
 @pytest.mark.slow
 def test_64_connections_for_20_seconds_without_errors(tmp_path: Path, synthetic_svs: Path) -> None:
     root = tmp_path / "root"
-    convert(synthetic_svs, root / "slide", to="cws")
+    convert(synthetic_svs, root / "slide", to="cws", options=WriteOptions(parents=True))
     files = sorted(p for p in (root / "slide").iterdir() if p.is_file())
     paths = ["slides/slide/" + quote(p.name) for p in files]
     sizes = [p.stat().st_size for p in files]

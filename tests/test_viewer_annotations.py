@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from benchmarks.http_servers import composite_server, http_server
-from composite.convert import convert
+from composite.convert import WriteOptions, convert
 from tests.annotation_fixtures import IMAGESCOPE_XML, QUPATH_GEOJSON, TUMOUR_RING
 from tests.test_viewer_browser import ARTIFACTS, WEB, _open, browser  # noqa: F401  (browser: a fixture)
 
@@ -35,7 +35,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, synthetic_svs: Path) -> Path:
     """site/: the viewer, slides/geo (annotations.geojson inside), slides/xml (annotations.xml), slides/bare."""
     site = tmp_path_factory.mktemp("annotated-site")
     shutil.copytree(WEB, site, dirs_exist_ok=True)
-    convert(synthetic_svs, site / "slides" / "geo", to="cws")
+    convert(synthetic_svs, site / "slides" / "geo", to="cws", options=WriteOptions(parents=True))
     shutil.copytree(site / "slides" / "geo", site / "slides" / "xml")
     shutil.copytree(site / "slides" / "geo", site / "slides" / "bare")
     (site / "slides" / "geo" / "annotations.geojson").write_text(QUPATH_GEOJSON)

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from benchmarks.http_servers import NGINX, composite_server, http_server, nginx_server
-from composite.convert import convert
+from composite.convert import WriteOptions, convert
 from tests.cws_fixtures import write_scanner_cws
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, synthetic_svs: Path) -> Path:
     """site/: the viewer files, and site/slides/{ours,scanner} made from the synthetic SVS."""
     site = tmp_path_factory.mktemp("site")
     shutil.copytree(WEB, site, dirs_exist_ok=True)
-    report = convert(synthetic_svs, site / "slides" / "ours", to="cws")
+    report = convert(synthetic_svs, site / "slides" / "ours", to="cws", options=WriteOptions(parents=True))
     assert report.format == "cws"
     write_scanner_cws(synthetic_svs, site / "slides" / "scanner")
     return site

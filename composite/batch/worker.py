@@ -41,7 +41,7 @@ def convert_one(task: dict[str, Any]) -> dict[str, Any]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            options = WriteOptions(**raw)
+            options = WriteOptions(**{**raw, "parents": True})  # the batch mirrors the source tree under DST
             if task.get("allow_outside"):
                 from ..formats.aci import open_source
 

@@ -8,13 +8,17 @@ parser to a function taking the parsed arguments and returning an exit code. Use
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from .. import __version__
-from ..errors import CompositeError
+from ..errors import CompositeError, DroppedWarning
 
 COMMAND_MODULES = ("info", "export", "quality", "redact", "serve", "convert", "compose", "annotations", "batch")
 
@@ -25,10 +29,69 @@ def build_parser() -> argparse.ArgumentParser:
         description="Author, convert and serve whole-slide images (SVS, TIFF, CWS, ACI, DICOM).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbose = "show third-party libraries' log messages (tifffile's warnings), hidden by default"
+    strict = "make each warning about what the output cannot hold (label, levels, redacted area) an error"
+    parser.add_argument("--verbose", action="store_true", help=verbose)
+    parser.add_argument("--strict", action="store_true", help=strict)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    for sub in subparsers.choices.values():  # also accepted after the command
+        sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose)
+        sub.add_argument("--strict", action="store_true", default=argparse.SUPPRESS, help=strict)
     return parser
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary outputs are deleted on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+# Commands whose SIGTERM/SIGHUP unwinds through their temporary outputs. Not serve and batch: they
+# run child processes (which would inherit the handler) and stop them their own way.
+UNWINDING_COMMANDS = ("convert", "redact", "export", "compose")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals(command: str) -> Iterator[None]:
+    """SIGTERM/SIGHUP raise :class:`Terminated` (:data:`UNWINDING_COMMANDS` only); SIGXFSZ is
+    ignored, so a write past ``ulimit -f`` fails with EFBIG (one error line) instead of killing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted: dict[int, object] = {signal.SIGXFSZ: signal.SIG_IGN} if hasattr(signal, "SIGXFSZ") else {}
+    if command in UNWINDING_COMMANDS:
+        wanted.update(
+            {signal.SIGTERM: _terminate, **({signal.SIGHUP: _terminate} if hasattr(signal, "SIGHUP") else {})}
+        )
+    previous = {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _quiet_logging(verbose: bool) -> Iterator[None]:
+    """Third-party log records (tifffile warns about odd tags) are dropped unless ``--verbose``:
+    what matters reaches the user as our own one-line warnings and errors."""
+    if verbose:
+        logging.basicConfig(level=logging.WARNING, format="wsi-composite: %(name)s: %(message)s")
+        yield
+        return
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
@@ -36,19 +99,42 @@ def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> No
     print(f"wsi-composite: warning: {message}", file=sys.stderr)
 
 
+def _holding(held: list[str]) -> Callable[..., None]:
+    """:func:`_show_warning`, but what the output cannot hold (DroppedWarning) is kept in
+    ``held``: said once the command has succeeded, so a failure stays one error line."""
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+        if issubclass(category, DroppedWarning):
+            held.append(str(message))
+        else:
+            _show_warning(message)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    held: list[str] = []
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
+        with warnings.catch_warnings(), _signals(args.command), _quiet_logging(args.verbose):
+            warnings.showwarning = _holding(held)
+            warnings.simplefilter("error" if args.strict else "always", DroppedWarning)
             code: int = args.func(args)
     except CompositeError as err:
         print(f"wsi-composite: error: {err}", file=sys.stderr)
         return 2
+    except DroppedWarning as err:
+        print(f"wsi-composite: error: {err} (--strict)", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("wsi-composite: interrupted", file=sys.stderr)
         return 130
+    except Terminated as stop:
+        print(f"wsi-composite: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum
     except BrokenPipeError:
         return 1
+    for line in held:
+        print(f"wsi-composite: warning: {line}", file=sys.stderr)
     return code

@@ -50,6 +50,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--allow-outside", action="store_true", help="allow images outside OUT's directory")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--parents", action="store_true", help="create OUT's missing folders (else an error)")
     parser.set_defaults(func=run, parser=parser)
 
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
                 spacing=args.spacing,
                 allow_outside=args.allow_outside,
                 overwrite=args.overwrite,
+                parents=args.parents,
             )
         except ValueError as err:
             if isinstance(err, CompositeError):
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if args.images:
             parser.error("IMAGES are listed in the --offsets file; give only OUT.aci")
         manifest = compose.compose_offsets(
-            args.out, args.offsets, allow_outside=args.allow_outside, overwrite=args.overwrite
+            args.out, args.offsets, allow_outside=args.allow_outside, overwrite=args.overwrite, parents=args.parents
         )
     print(f"{args.out}  [aci]  {manifest.component_count} images")
     return 0

@@ -58,6 +58,7 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
     workers = int_in(1, None, "workers")
     parser.add_argument("--workers", type=workers, metavar="N", help="decode/encode threads (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    parser.add_argument("--parents", action="store_true", help="create DST's missing folders (else an error)")
     add_convert_options(parser)  # --piece-size, --piece-format, --allow-outside (ACI)
 
 
@@ -72,6 +73,7 @@ def write_options(args: argparse.Namespace) -> WriteOptions:
         ycbcr=args.ycbcr,
         tiff=TiffOptions(bigtiff=args.bigtiff, ome=args.ome),
         aci=aci_options(args),
+        parents=args.parents,
     )
 
 

@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
         "highest-resolution level that fits the format.",
     )
     parser.add_argument("slide", help="slide file or directory")
-    parser.add_argument("outdir", help="directory for the image files (created if missing)")
+    parser.add_argument("outdir", help="directory for the image files (created if missing; its parent must exist)")
     parser.add_argument("--associated", action="store_true", help="export thumbnail, label and macro")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--levels", type=int_list("--levels"), help="levels to export, e.g. 0,2")
@@ -75,6 +75,7 @@ def register(subparsers: Any) -> None:
         help=f"largest JPEG/PNG image held in memory, in GB of RGB pixels (default {DEFAULT_MEMORY_BUDGET / 1e9:g})",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing files")
+    parser.add_argument("--parents", action="store_true", help="create OUTDIR's missing parent folders")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run, parser=parser)
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         memory_budget=int(args.memory_budget * 1e9),
         overwrite=args.overwrite,
         plane=args.plane,
+        parents=args.parents,
     )
     annotations = None
     if args.annotations is not None:

@@ -42,6 +42,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--scrub", action="store_true", help="remove identifying fields (see docs/tools.md)")
     parser.add_argument("--to", choices=("svs", "tiff", "cws"), help="output format (default: from DST's name)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    parser.add_argument("--parents", action="store_true", help="create DST's missing folders (else an error)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run, parser=parser)
 
@@ -61,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
             plan.shapes = PolygonShapes(annotations, image=slide.dimensions)
     with progress_bar(quiet=args.quiet) as progress:
         report, touched = redact(
-            args.slide, args.dst, plan, options=WriteOptions(overwrite=args.overwrite), progress=progress
+            args.slide,
+            args.dst,
+            plan,
+            options=WriteOptions(overwrite=args.overwrite, parents=args.parents),
+            progress=progress,
         )
     print(f"{report.destination}  [{report.format}]")
     for line, level in zip(report.summary(), report.levels, strict=True):

@@ -15,6 +15,7 @@ multi-frame DICOM, whose frames 2..N are planes ``frame-2`` ...) export one plan
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -25,11 +26,13 @@ from PIL import Image
 
 from ..codecs import RGBArray, standalone_jpeg
 from ..convert import convert
+from ..destination import prepare_folder, refuse_source, refuse_source_names, remove_created
 from ..errors import FormatError, LimitError
 from ..geometry import Box
 from ..model import Level, Slide
 from ..output import WriteOptions
 from ..progress import ProgressCallback, no_progress
+from ..registry import source_files
 from .imagefiles import (
     DEFAULT_MEMORY_BUDGET,
     DEFAULT_QUALITY,
@@ -60,6 +63,7 @@ class ExportOptions:
     memory_budget: int = DEFAULT_MEMORY_BUDGET
     overwrite: bool = False
     plane: str | None = None
+    parents: bool = False  # create missing folders above the output folder
 
 
 @dataclass(frozen=True)
@@ -280,6 +284,23 @@ def export_associated(slide: Slide, outdir: Path, *, options: ExportOptions) -> 
     return done
 
 
+def _prepare(slide: Slide, outdir: Path, options: ExportOptions) -> list[Path]:
+    """Before reading pixels: ``outdir`` is a folder we can write in, not inside the source, and
+    no file export may write there is the source (the folder itself may hold the source).
+    Returns the folders created."""
+    sources = source_files(slide.path)
+    refuse_source([outdir], sources, may_contain=True)
+    created = prepare_folder(outdir, parents=options.parents)
+    names = "|".join(["level\\d+", "region_.+", *(re.escape(name) for name in slide.associated)])
+    written = re.compile(rf"({names})(_.+)?{re.escape(EXTENSIONS[options.format])}")
+    try:
+        refuse_source_names(outdir, written, sources)
+    except BaseException:
+        remove_created(created)
+        raise
+    return created
+
+
 def export_slide(
     slide: Slide,
     outdir: str | Path,
@@ -306,7 +327,26 @@ def export_slide(
     if levels is None and top is None and region is None and not associated:
         associated, top = True, 1
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    created = _prepare(slide, outdir, options)
+    try:
+        return _export(slide, outdir, associated, levels, top, region, level, downsample, options, progress)
+    except BaseException:
+        remove_created(created)  # the folders made for this export, if still empty
+        raise
+
+
+def _export(
+    slide: Slide,
+    outdir: Path,
+    associated: bool,
+    levels: Sequence[int] | None,
+    top: int | None,
+    region: Box | None,
+    level: int | None,
+    downsample: float | None,
+    options: ExportOptions,
+    progress: ProgressCallback,
+) -> list[Exported]:
     done: list[Exported] = []
     if associated:
         done += export_associated(slide, outdir, options=options)

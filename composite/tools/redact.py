@@ -19,6 +19,7 @@ re-encoded, boxes still black).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,13 +30,15 @@ import numpy as np
 from .. import codecs
 from ..aperio import stated_quality
 from ..codecs import RGBArray, TileEncoding
-from ..convert import convert
-from ..errors import LimitError, OutputExistsError
+from ..convert import convert, output_format
+from ..destination import refuse_source
+from ..dropped import kept_downsamples, warn
+from ..errors import LimitError
 from ..geometry import Box, TileGrid
 from ..model import AssociatedImage, Level, Slide, level_thumbnail
 from ..output import ASSOCIATED_QUALITY, ConversionReport, WriteOptions
 from ..progress import ProgressCallback, no_progress
-from ..registry import open_slide
+from ..registry import open_slide, source_files
 from ..tiling import pad_tile
 from .scrub import scrub_description, scrub_properties, scrubbed_image, scrubbed_levels
 
@@ -244,6 +247,42 @@ def redacted_slide(slide: Slide, plan: RedactPlan) -> Slide:
     return redacted
 
 
+def blacked_out(slide: Slide, boxes: Sequence[Box], kept: Sequence[float]) -> list[str]:
+    """For each box that grows, the area actually blacked out, in level-0 pixels: at level 0
+    and, when larger, the widest over the other levels written (downsamples ``kept``); boxes
+    grow to whole 16-px JPEG blocks of each level."""
+    width, height = slide.dimensions
+    image = Box(0, 0, width, height)
+    levels = [(i, lv) for i, lv in enumerate(slide.levels) if any(abs(lv.downsample - d) <= 0.02 * d for d in kept)]
+    messages = []
+    for box in boxes:
+        clipped = box.intersection(image)
+        if clipped is None:
+            continue
+        areas: list[tuple[int, Box]] = []
+        for index, level in levels:
+            grown = aligned(
+                scaled_box(clipped, base=(width, height), size=level.dimensions, downsample=level.downsample)
+            )
+            rx, ry = width / level.width, height / level.height
+            x, y = math.floor(grown.x * rx), math.floor(grown.y * ry)
+            at0 = Box(x, y, math.ceil(grown.right * rx) - x, math.ceil(grown.bottom * ry) - y).intersection(image)
+            areas.append((index, at0 or clipped))
+        if not areas or all(area == clipped for _, area in areas):
+            continue
+        first = areas[0][1]
+        more = 100 * (first.width * first.height / (clipped.width * clipped.height) - 1)
+        line = (
+            f"{slide.path}: box {box.x},{box.y},{box.width},{box.height} blacks out"
+            f" {first.x},{first.y},{first.width},{first.height} at level 0 (+{more:.0f}%)"
+        )
+        index, widest = max(areas, key=lambda item: item[1].width * item[1].height)
+        if widest != first:
+            line += f", up to {widest.x},{widest.y},{widest.width},{widest.height} in level-0 pixels at level {index}"
+        messages.append(line + ": boxes grow to whole 16-px JPEG blocks of each level")
+    return messages
+
+
 def _thumbnail(slide: Slide, boxes: list[Box], size: tuple[int, int], shapes: Shapes | None) -> AssociatedImage:
     """A thumbnail made from the redacted pyramid, with the boxes painted at its own scale too."""
     width, height = slide.dimensions
@@ -260,6 +299,12 @@ def _thumbnail(slide: Slide, boxes: list[Box], size: tuple[int, int], shapes: Sh
     return AssociatedImage("thumbnail", size[0], size[1], load)
 
 
+def kept_for(slide: Slide, dst: Path, to: str | None, options: WriteOptions) -> list[float]:
+    """The downsamples of the source levels the output at ``dst`` keeps."""
+    width, height = slide.dimensions
+    return kept_downsamples(width, height, output_format(dst, to), options)
+
+
 def redact(
     src: str | Path,
     dst: str | Path,
@@ -272,13 +317,14 @@ def redact(
     """Write the redacted ``src`` to ``dst`` (format ``to`` or from its name); the report and, per level,
     how many tiles were re-encoded because a box touches them."""
     src, dst = Path(src), Path(dst)
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise OutputExistsError(f"{dst}: is the source; redaction writes a new file and never modifies the source")
+    refuse_source([dst], source_files(src))  # before opening; convert checks the rest
     options = options or WriteOptions()
     with open_slide(src) as slide:
         redacted = redacted_slide(slide, plan)
         if plan.scrub:
             redacted.title = dst.name
+        for message in blacked_out(slide, plan.boxes, kept_for(slide, dst, to, options)):
+            warn(message)
         # tile_size None keeps the source grid where the format can, so untouched tiles are copied
         report = convert(redacted, dst, to=to, options=options, progress=progress)
         touched = {}

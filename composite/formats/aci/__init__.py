@@ -11,13 +11,50 @@ space (they read as attributes); associated images (label, macro) of the compone
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from ...errors import CompositeError
+from .manifest import read_manifest
+from .paths import manifest_base, resolve_component
 from .reader import MAX_DEPTH, NAME, open_slide, open_source
 from .sniff import looks_like_aci
 
-__all__ = ["MAX_DEPTH", "NAME", "open_slide", "open_source", "sniff"]
+__all__ = ["MAX_DEPTH", "NAME", "open_slide", "open_source", "sniff", "source_files"]
 
 
 def sniff(path: Path) -> bool:
     return looks_like_aci(path)
+
+
+def source_files(path: Path) -> list[Path]:
+    """The manifest and every component it names (nested manifests' too, cycles followed once):
+    what a destination must not be. Paths resolve as with ``--allow-outside``, so a component
+    the reader would refuse is still protected; a manifest that cannot be read names only itself
+    (opening it reports why)."""
+    files: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [(Path(path), 0)]
+    while pending:
+        manifest, depth = pending.pop()
+        files.append(manifest)
+        try:
+            st = os.stat(manifest)
+            if (st.st_dev, st.st_ino) in seen or depth > MAX_DEPTH:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            parsed = read_manifest(manifest)
+        except (OSError, CompositeError):
+            continue
+        base = manifest_base(manifest)
+        lines = {component.path: component.line for _, component in parsed.components()}
+        for raw, line in lines.items():
+            try:
+                real = resolve_component(raw, manifest=manifest, line=line, base=base, allow_outside=True)
+            except (CompositeError, OSError, RuntimeError):
+                continue
+            if real.is_file() and looks_like_aci(real):
+                pending.append((real, depth + 1))
+            else:
+                files.append(real)
+    return files

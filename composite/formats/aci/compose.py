@@ -20,8 +20,8 @@ from itertools import accumulate
 from pathlib import Path
 
 from ... import registry
+from ...destination import prepare_outputs, refuse_source, remove_created
 from ...errors import FormatError, UnsafePathError, where
-from ...output import check_destination
 from .manifest import MAX_COMPONENTS, Component, Layer, Manifest, decode, write_manifest
 
 HEADER = "Aperio Compound Image written by composite (wsi-composite compose)"
@@ -36,14 +36,29 @@ def compose_grid(
     spacing: int = 0,
     allow_outside: bool = False,
     overwrite: bool = False,
+    parents: bool = False,
 ) -> Manifest:
-    """Write a manifest placing ``images`` row-major on a ``cols`` x ``rows`` grid."""
+    """Write a manifest placing ``images`` row-major on a ``cols`` x ``rows`` grid.
+
+    ``out`` must not be one of the images (or a file they read); its folder must exist unless
+    ``parents``; both are checked before any image is opened."""
     out = Path(out)
     if cols < 1 or rows < 1:
         raise ValueError(f"grid must be at least 1x1, got {cols}x{rows}")
     if len(images) != cols * rows:
         raise ValueError(f"a {cols}x{rows} grid needs {cols * rows} images, got {len(images)}")
-    check_destination(out, overwrite=overwrite)
+    sources = [f for image in images for f in registry.source_files(image)]
+    created = prepare_outputs([(out, False)], sources, overwrite=overwrite, parents=parents)
+    try:
+        return _grid(out, images, cols=cols, rows=rows, spacing=spacing, allow_outside=allow_outside)
+    except BaseException:
+        remove_created(created)
+        raise
+
+
+def _grid(
+    out: Path, images: Sequence[str | Path], *, cols: int, rows: int, spacing: int, allow_outside: bool
+) -> Manifest:
     sizes = [_size(Path(image)) for image in images]
     widths = [max(sizes[r * cols + c][0] for r in range(rows)) for c in range(cols)]
     heights = [max(sizes[r * cols + c][1] for c in range(cols)) for r in range(rows)]
@@ -56,11 +71,21 @@ def compose_grid(
 
 
 def compose_offsets(
-    out: str | Path, offsets: str | Path, *, allow_outside: bool = False, overwrite: bool = False
+    out: str | Path, offsets: str | Path, *, allow_outside: bool = False, overwrite: bool = False, parents: bool = False
 ) -> Manifest:
-    """Write a manifest from a CSV of ``path,x,y`` rows (x before y, as people write them)."""
+    """Write a manifest from a CSV of ``path,x,y`` rows (x before y, as people write them).
+
+    ``out`` must not be the CSV, an image or a file they read (checked before any image is opened)."""
     out, offsets = Path(out), Path(offsets)
-    check_destination(out, overwrite=overwrite)
+    created = prepare_outputs([(out, False)], [offsets], overwrite=overwrite, parents=parents)
+    try:
+        return _offsets(out, offsets, allow_outside=allow_outside)
+    except BaseException:
+        remove_created(created)
+        raise
+
+
+def _offsets(out: Path, offsets: Path, *, allow_outside: bool) -> Manifest:
     try:
         text = decode(offsets.read_bytes())
     except OSError as err:
@@ -89,6 +114,7 @@ def compose_offsets(
     for image, _, _, origin in placed:
         if not image.exists():
             raise FormatError(f"{origin}: {image}: no such file or directory")
+    refuse_source([out], [f for image, _, _, _ in placed for f in registry.source_files(image)])
     return _write(out, placed, allow_outside=allow_outside)
 
 

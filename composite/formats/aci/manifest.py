@@ -22,7 +22,6 @@ of attribute lines among image lines, the exact spacing of the original text.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from ...errors import FormatError, LimitError, where
 from ...limits import read_regular
+from ...replace import atomic_output
 
 MAX_COMPONENTS = 1_000_000
 MAX_CANVAS_PIXELS = 10**12
@@ -299,10 +299,6 @@ def write_manifest(path: str | Path, manifest: Manifest, *, header: str | None =
     """Write ``manifest`` to ``path`` atomically (a temporary name, then renamed)."""
     path = Path(path)
     text = serialize(manifest, header=header)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
+    with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

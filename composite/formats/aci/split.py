@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Final
 
 from ... import __version__
-from ...errors import OutputExistsError
 from ...geometry import Box
 from ...model import Level, Slide
 from ...output import ConversionReport, LevelReport, WriteOptions, atomic_output, check_destination
@@ -65,14 +64,13 @@ WRITER = AciWriter()
 def _write(slide: Slide, dst: Path, options: WriteOptions, progress: ProgressCallback) -> ConversionReport:
     piece_size = options.aci.piece_size
     write_piece, suffix = PIECE_WRITERS[options.aci.piece_format]
-    pieces_dir = dst.with_name(re.sub(r"[\s=#]", "_", dst.stem) + "_pieces")
-    check_destination(dst, overwrite=options.overwrite)
-    if pieces_dir.exists() and not options.overwrite:
-        raise OutputExistsError(f"{pieces_dir}: already exists (use --overwrite to replace it)")
+    folder = pieces_dir(dst)
+    check_destination(dst, overwrite=options.overwrite, directory=False)
+    check_destination(folder, overwrite=options.overwrite, directory=True)
 
     layers = _layers(slide)
     step = _step(slide.levels[0], piece_size)
-    pieces = _plan(slide.dimensions, step, layers, pieces_dir.name, suffix)
+    pieces = _plan(slide.dimensions, step, layers, folder.name, suffix)
     manifest = Manifest(
         (),
         tuple(
@@ -94,13 +92,18 @@ def _write(slide: Slide, dst: Path, options: WriteOptions, progress: ProgressCal
     # Exits run inner first: the pieces directory is renamed into place, then the manifest.
     with (
         atomic_output(dst, overwrite=options.overwrite) as tmp_manifest,
-        atomic_output(pieces_dir, overwrite=options.overwrite, directory=True) as tmp_dir,
+        atomic_output(folder, overwrite=options.overwrite, directory=True) as tmp_dir,
     ):
         for number in range(1, len(layers)):
             (tmp_dir / f"layer{number}").mkdir()
         reports = _write_pieces(slide, layers, pieces, tmp_dir, write_piece, piece_options, workers, progress)
         tmp_manifest.write_text(text, encoding="utf-8")
     return ConversionReport(destination=dst, format="aci", levels=_summary(slide, reports), associated=[])
+
+
+def pieces_dir(dst: Path) -> Path:
+    """The directory of pieces beside the manifest ``dst``: ``DST_pieces``."""
+    return dst.with_name(re.sub(r"[\s=#]", "_", dst.stem) + "_pieces")
 
 
 def _layers(slide: Slide) -> list[tuple[float, list[Level]]]:

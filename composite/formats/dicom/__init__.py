@@ -71,6 +71,17 @@ def sniff(path: Path) -> bool:
         return any(_is_part10(p) for p in itertools.islice(candidates, _SNIFF_LIMIT))
 
 
+def source_files(path: Path) -> list[Path]:
+    """What opening ``path`` may read: a directory, or a file and the DICOM files beside it
+    (a whole-slide instance opens its series from its directory)."""
+    if path.is_dir():
+        return [path]
+    try:
+        return [path, *(other for other in _candidates(path.parent) if _is_part10(other))]
+    except (OSError, LimitError):
+        return [path, path.parent]
+
+
 def open_slide(path: Path) -> Slide:
     with warnings.catch_warnings():  # pydicom warns about odd values as it converts them
         warnings.simplefilter("ignore")
