@@ -67,7 +67,7 @@ def options_key(to: str, options: WriteOptions) -> dict[str, Any]:
     """The options that change the output (all but ``workers`` and ``overwrite``), as the ledger
     stores them: plain JSON, compared as such on a rerun."""
     fields = asdict(options)
-    for name in ("workers", "overwrite", "extra"):  # extra: emptied into the typed fields
+    for name in ("workers", "overwrite", "parents", "extra"):  # extra: emptied into the typed fields
         fields.pop(name, None)
     key: dict[str, Any] = json.loads(json.dumps({"to": to, **fields}, sort_keys=True))  # tuples -> lists
     return key
