@@ -121,7 +121,7 @@ def convert(
     dst = Path(dst)
     options = options or WriteOptions()
     name = output_format(dst, to)
-    outputs = [(dst, name == "cws")]
+    outputs = [(dst, name in ("cws", "dicom"))]  # both write a directory
     if name == "aci":
         from .formats.aci.split import pieces_dir
 

@@ -33,6 +33,7 @@ _CARRIED = {
     "tiff": set(),
     "ome": {"label", "macro"},
     "cws": {"label", "macro"},
+    "dicom": {"label", "macro"},
     "aci": set(),
 }
 _CWS_WHOLE_SLIDE = 2048  # composite.formats.cws.write.WHOLE_SLIDE (importing it loads the writer)
