@@ -157,9 +157,7 @@ def _check_page(page: tifffile.TiffPage, path: Path) -> None:
         check_decode(grid.tile_width, grid.tile_height, f"{path}: tile")
     except LimitError as err:
         raise FormatError(str(err)) from err
-    tables = page.jpegtables
-    if int(page.compression) == 7 and tables and not (tables.startswith(b"\xff\xd8") and tables.endswith(b"\xff\xd9")):
-        raise FormatError(f"{path}: JPEGTables of {len(tables)} bytes are damaged (no SOI/EOI markers)")
+    _check_tables(page, path)
     if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and page.samplesperpixel > 1:
         raise FormatError(f"{path}: planar-separate TIFF samples are not supported")
     if page.imagedepth > 1:
@@ -202,9 +200,16 @@ def _associated(page: tifffile.TiffPage, name: str, path: Path) -> AssociatedIma
     return AssociatedImage(name, page.imagewidth, page.imagelength, load, encoded)
 
 
+def _check_tables(page: tifffile.TiffPage, path: Path) -> None:
+    tables = page.jpegtables
+    if int(page.compression) == 7 and tables and not (tables.startswith(b"\xff\xd8") and tables.endswith(b"\xff\xd9")):
+        raise FormatError(f"{path}: JPEGTables of {len(tables)} bytes are damaged (no SOI/EOI markers)")
+
+
 def _check_jpeg_segments(page: tifffile.TiffPage, path: Path) -> None:
     """Every JPEG tile or strip of ``page`` lies in the file and declares at most its size
     (a strip: the page width and rows per strip), before tifffile decodes any of them."""
+    _check_tables(page, path)
     grid = _grid(page)
     size = os.path.getsize(path)
     fh = page.parent.filehandle
