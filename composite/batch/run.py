@@ -69,7 +69,7 @@ def options_key(to: str, options: WriteOptions) -> dict[str, Any]:
     fields = asdict(options)
     for name in ("workers", "overwrite", "parents", "extra"):  # extra: emptied into the typed fields
         fields.pop(name, None)
-    key: dict[str, Any] = json.loads(json.dumps({"to": to, **fields}, sort_keys=True))  # tuples -> lists
+    key: dict[str, Any] = json.loads(json.dumps({"to": to, **fields}, sort_keys=True, default=str))  # tuples: lists
     return key
 
 
