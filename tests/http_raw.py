@@ -41,8 +41,11 @@ class RawClient:
         except asyncio.IncompleteReadError as err:
             if not reused or err.partial:
                 raise
-        # A kept-alive connection the server closed without saying so (nginx after a 412): like
-        # any HTTP client, send the request again on a new connection, once.
+        except ConnectionResetError:
+            if not reused:
+                raise
+        # A kept-alive connection the server closed without saying so (nginx after a 412, by EOF
+        # or by a reset): like any HTTP client, send the request again on a new connection, once.
         await self.close()
         return await asyncio.wait_for(self._request(method, target, headers), self._timeout)
 
