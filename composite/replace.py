@@ -105,8 +105,11 @@ def repair(dst: Path) -> None:
 
 
 def remove(path: Path) -> None:
-    """Delete a file or a directory tree; a tree still being filled by a thread is retried."""
-    for _ in range(3):
+    """Delete a file or a directory tree; a tree still being filled by a thread is retried.
+
+    A signal unwinds the main thread while the writer's threads may still add blocks for a
+    moment, so the removal is retried for up to about two seconds, not only back to back."""
+    for attempt in range(40):
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)
@@ -116,7 +119,8 @@ def remove(path: Path) -> None:
         except FileNotFoundError:
             return
         except OSError:
-            continue
+            if attempt >= 2:
+                time.sleep(0.05)
 
 
 _libc_renameat2 = None
