@@ -242,17 +242,38 @@ def encoded_tiles(
 def _copied(
     source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolExecutor, fill: Fill
 ) -> Iterator[EncodedTile]:
+    for col, row in target.indices():
+        yield _copied_tile(source, target, col, row, quality=quality, fill=fill)
+
+
+def _copied_tile(source: Level, target: TileGrid, col: int, row: int, *, quality: int, fill: Fill) -> EncodedTile:
+    """A tile of a copyable level: its stored bytes, or re-encoded alone when they are unsafe."""
     encoding = source.encoding
     assert encoding is not None
+    data = source.read_encoded_tile(col, row)
+    if data is not None and _copy_ok(data, encoding, target):
+        return EncodedTile(col, row, data, encoding, copied=True)
     fallback = output_encoding(encoding.compression, quality=quality, rgb=encoding.rgb)
-    for col, row in target.indices():
-        data = source.read_encoded_tile(col, row)
-        if data is not None and _copy_ok(data, encoding, target):
-            yield EncodedTile(col, row, data, encoding, copied=True)
-            continue
-        pixels = pad_tile(source.read_tile(col, row), target.tile_width, target.tile_height, fill=fill)
-        data = encode_tile(pixels, compression=fallback.compression, quality=quality, rgb=fallback.rgb)
-        yield EncodedTile(col, row, data, fallback)
+    pixels = pad_tile(source.read_tile(col, row), target.tile_width, target.tile_height, fill=fill)
+    data = encode_tile(pixels, compression=fallback.compression, quality=quality, rgb=fallback.rgb)
+    return EncodedTile(col, row, data, fallback)
+
+
+def encoded_tile(
+    source: Level, target: TileGrid, col: int, row: int, *, compression: str, quality: int, rgb: bool, fill: Fill = None
+) -> EncodedTile:
+    """Tile (col, row) of ``target`` on its own: the tile :func:`encoded_tiles` gives for it, byte
+    for byte (copied, or the same pixels padded and encoded the same way), without the pipeline.
+    For serving one tile at a time; a whole level is much faster through :func:`encoded_tiles`."""
+    if is_copyable(source, target, compression):
+        return _copied_tile(source, target, col, row, quality=quality, fill=fill)
+    box = target.tile_box(col, row)
+    pixels = pad_tile(
+        source.read_region(box.x, box.y, box.width, box.height), target.tile_width, target.tile_height, fill=fill
+    )
+    encoding = output_encoding(compression, quality=quality, rgb=rgb)
+    data = encode_tile(pixels, compression=compression, quality=quality, rgb=encoding.rgb)
+    return EncodedTile(col, row, data, encoding)
 
 
 STRIPE_PX = 8192
