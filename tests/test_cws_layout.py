@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from composite.convert import WriteOptions, convert
 from composite.formats.cws.layout import BlockRef, CwsLayout
