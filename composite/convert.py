@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 from . import destination
 from .dropped import warned_progress
 from .errors import UnsupportedFormatError
-from .model import Slide
 from .output import (
     COMPRESSIONS,
     AciOptions,
@@ -33,6 +32,7 @@ from .progress import ProgressCallback, no_progress
 from .registry import open_slide, source_files
 
 if TYPE_CHECKING:
+    from .model import Slide
     from .plan import Writer
 
 __all__ = [
@@ -118,6 +118,8 @@ def convert(
     (:mod:`composite.destination`). A path source is opened and closed here; an open
     :class:`Slide` stays open.
     """
+    from .model import Slide  # numpy and the codecs: not for importing this module
+
     dst = Path(dst)
     options = options or WriteOptions()
     name = output_format(dst, to)

@@ -20,11 +20,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DroppedWarning
-from .model import Slide
 from .output import WriteOptions
 from .progress import ProgressCallback
+
+if TYPE_CHECKING:  # the model loads numpy: not for importing the CLI's convert command
+    from .model import Slide
 
 _MATCH = 0.02  # a source level is kept when the pyramid has a level within 2% of its downsample
 _REMADE = {"thumbnail", "ss1"}

@@ -12,11 +12,13 @@ import importlib
 import os
 import stat
 from pathlib import Path
-from typing import Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, cast, runtime_checkable
 
 from .errors import CompositeError, SlideNotFoundError, UnsupportedFormatError
 from .limits import kind_of
-from .model import Slide
+
+if TYPE_CHECKING:  # the model loads numpy; the format modules import it when a slide is opened
+    from .model import Slide
 
 
 @runtime_checkable
@@ -59,7 +61,8 @@ def detect_format(path: str | Path) -> Reader:
         raise UnsupportedFormatError(f"{path}: cannot be opened ({err.strerror or err})") from err
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise UnsupportedFormatError(f"{path}: is {kind_of(mode)}, not a slide file or directory")
-    for module in format_modules():
+    for name in FORMAT_MODULES:  # imported one by one: a slide found early never loads the later readers
+        module = cast(Reader, importlib.import_module(name))
         try:
             if module.sniff(path):
                 return module

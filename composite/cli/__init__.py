@@ -3,6 +3,11 @@
 Each subcommand is a module in this package with ``register(subparsers)``; it sets ``func`` on its
 parser to a function taking the parsed arguments and returning an exit code. User errors
 (:class:`~composite.errors.CompositeError`) become one line on stderr and exit status 2.
+
+Only the command being run is imported: :data:`COMMANDS` holds every command's one-line help, so
+``wsi-composite --help`` lists them all without importing any, and ``main`` registers the full
+parser of the command named on the command line alone (the others are stubs). Start-up is then
+what that command needs (tests/test_cli_imports.py), not every subcommand's libraries.
 """
 
 from __future__ import annotations
@@ -16,14 +21,50 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .. import __version__
 from ..errors import CompositeError, DroppedWarning
 
-COMMAND_MODULES = ("info", "export", "quality", "redact", "serve", "convert", "compose", "annotations", "batch")
+# Every command's one-line help, in the order ``--help`` lists them (the module of the same name
+# in this package registers its parser; its add_parser call gets this help from here).
+COMMANDS: dict[str, str] = {
+    "info": "show levels, metadata and associated images",
+    "export": "export levels, regions and associated images as JPEG/PNG/TIFF files",
+    "quality": "compression factor and RMS error of JPEG/JPEG 2000 settings on a slide's tiles",
+    "redact": "black out regions, drop label/macro, scrub identifying metadata (writes a new slide)",
+    "serve": "serve CWS directories and the browser viewer over HTTP",
+    "convert": "convert a slide to SVS, pyramidal TIFF, CWS, ACI or DICOM",
+    "compose": "write an ACI manifest placing separate images on one canvas",
+    "annotations": "convert annotations between ImageScope XML and QuPath GeoJSON, or list them",
+    "batch": "convert every slide of a directory or list, resumably, on dask",
+}
+COMMAND_MODULES = tuple(COMMANDS)
+_TOP_OPTIONS = ("-h", "--help", "--version", "--verbose", "--strict")
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Commands:
+    """The subparsers action as a command module sees it: ``add_parser`` adds the command's help."""
+
+    def __init__(self, action: Any) -> None:
+        self._action = action
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._action.add_parser(name, help=COMMANDS[name], **kwargs)
+        return parser
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (the first word that is not a top-level option), or None."""
+    for word in argv:
+        if word not in _TOP_OPTIONS:
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(*, only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, that command's parser is complete and the others are
+    stubs that only list themselves (their modules are not imported)."""
     parser = argparse.ArgumentParser(
         prog="wsi-composite",
         description="Author, convert and serve whole-slide images (SVS, TIFF, CWS, ACI, DICOM).",
@@ -34,8 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help=verbose)
     parser.add_argument("--strict", action="store_true", help=strict)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"{__name__}.{name}").register(subparsers)
+    commands = _Commands(subparsers)
+    for name in COMMANDS:
+        if only is None or name == only:
+            importlib.import_module(f"{__name__}.{name}").register(commands)
+        else:
+            commands.add_parser(name)
     for sub in subparsers.choices.values():  # also accepted after the command
         sub.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose)
         sub.add_argument("--strict", action="store_true", default=argparse.SUPPRESS, help=strict)
@@ -113,8 +158,9 @@ def _holding(held: list[str]) -> Callable[..., None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=command_of(words) or "")
+    args = parser.parse_args(words)
     held: list[str] = []
     try:
         with warnings.catch_warnings(), _signals(args.command), _quiet_logging(args.verbose):

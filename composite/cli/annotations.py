@@ -15,7 +15,6 @@ from .args import positive_float
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "annotations",
-        help="convert annotations between ImageScope XML and QuPath GeoJSON, or list them",
         description="Annotation files: Aperio ImageScope XML and QuPath GeoJSON (docs/annotations.md).",
     )
     commands = parser.add_subparsers(dest="action", metavar="ACTION", required=True)

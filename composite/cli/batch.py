@@ -25,7 +25,6 @@ FORMATS = ("cws", "svs", "tiff", "aci", "dicom")
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "batch",
-        help="convert every slide of a directory or list, resumably, on dask",
         description="Convert every slide under SRC (or listed in SRC) into DST, mirroring relative paths. "
         "Finished slides are recorded in DST/batch-ledger.jsonl and skipped on a rerun while unchanged.",
     )

@@ -12,12 +12,13 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CompositeError
-from ..formats.aci import compose, open_source
-from ..model import Slide
 from ..output import AciOptions
+
+if TYPE_CHECKING:
+    from ..model import Slide
 
 
 def grid(text: str) -> tuple[int, int]:
@@ -37,7 +38,6 @@ def piece_size(text: str) -> int:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "compose",
-        help="write an ACI manifest placing separate images on one canvas",
         description="Author an Aperio Compound Image (.aci) from separate images; "
         "'wsi-composite convert OUT.aci slide.svs' then assembles them into one slide.",
     )
@@ -61,6 +61,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..formats.aci import compose  # this command's work; convert imports this module for its options
+
     parser: argparse.ArgumentParser = args.parser
     if args.grid:
         cols, rows = args.grid
@@ -117,5 +119,7 @@ def convert_source(args: argparse.Namespace) -> Iterator[str | Slide]:
     if not args.allow_outside:
         yield args.source
         return
+    from ..formats.aci import open_source
+
     with open_source(args.source, allow_outside=True) as slide:
         yield slide

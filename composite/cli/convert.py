@@ -31,7 +31,6 @@ def tile_size(text: str) -> tuple[int, int]:
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert a slide to SVS, pyramidal TIFF, CWS, ACI or DICOM",
         description="Convert a slide, copying tiles where source and target tiles coincide.",
     )
     parser.add_argument("source", help="slide file or directory to read")

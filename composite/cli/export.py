@@ -15,7 +15,6 @@ from .progress import progress_bar
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export",
-        help="export levels, regions and associated images as JPEG/PNG/TIFF files",
         description="Export whole levels, regions (given in level-0 pixels) and the thumbnail/label/macro "
         "as image files any program opens. With nothing chosen: the associated images and the "
         "highest-resolution level that fits the format.",

@@ -10,15 +10,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import CompositeError, UnsupportedFormatError
-from ..model import Slide
 from ..registry import detect_format, open_slide
+
+if TYPE_CHECKING:
+    from ..model import Slide
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("info", help="show levels, metadata and associated images")
+    parser = subparsers.add_parser("info")
     parser.add_argument("slide", help="slide file or directory")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)

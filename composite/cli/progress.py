@@ -7,8 +7,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tqdm import tqdm
-
 from ..progress import ProgressCallback, no_progress
 
 
@@ -23,6 +21,8 @@ def progress_bar(
     if quiet or not sys.stderr.isatty():
         yield no_progress
         return
+    from tqdm import tqdm  # only for a terminal: quiet runs (benchmarks, batch workers) skip it
+
     bars: dict[str, Any] = {}
 
     def report(stage: str, done: int, total: int) -> None:

@@ -15,7 +15,6 @@ from .progress import progress_bar
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "quality",
-        help="compression factor and RMS error of JPEG/JPEG 2000 settings on a slide's tiles",
         description="Recompress a sample of level-0 tiles with JPEG and JPEG 2000 at quality 30, 50, 70 and "
         "print the compression factor and RMS error of each, beside Aperio's published figures.",
     )

@@ -16,7 +16,6 @@ from .progress import progress_bar
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "redact",
-        help="black out regions, drop label/macro, scrub identifying metadata (writes a new slide)",
         description="Write a copy of SLIDE to DST (format from DST's name: .svs, .tif, or a directory for CWS) "
         "with boxes blacked out on every level and the thumbnail, the label and/or macro left out, and "
         "identifying metadata removed. Only tiles touching a box are re-encoded; the source is never modified.",

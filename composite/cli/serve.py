@@ -49,7 +49,7 @@ def seconds(what: str) -> Callable[[str], float]:
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("serve", help="serve CWS directories and the browser viewer over HTTP")
+    parser = subparsers.add_parser("serve")
     parser.add_argument("root", help="directory holding CWS slide directories (searched recursively)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")

@@ -1,0 +1,92 @@
+"""The command line imports what the command it runs needs, not every subcommand's libraries.
+
+Each case runs ``python -m composite ...`` in a fresh interpreter and lists ``sys.modules`` at
+exit; the assertions are on module names (never on times): start-up is what a small slide's
+conversion and each slide of a batch pay (issue #20).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from composite.cli import COMMANDS, build_parser
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs the CLI as ``python -m composite`` does and writes the loaded modules to argv[1] at exit.
+RUNNER = """
+import atexit, runpy, sys
+out = sys.argv[1]
+atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
+sys.argv = ["wsi-composite", *sys.argv[2:]]
+runpy.run_module("composite", run_name="__main__")
+"""
+
+OTHER_COMMANDS = {f"composite.cli.{name}" for name in COMMANDS}
+NEVER = {"aiohttp", "dask", "distributed", "pydicom", "shapely", "defusedxml", "tqdm"}  # not for these commands
+PIXELS = {"numpy", "PIL", "imagecodecs", "tifffile", "composite.model", "composite.codecs"}
+
+
+def loaded(tmp_path: Path, *args: str | Path) -> set[str]:
+    listing = tmp_path / "modules.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(listing), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(listing.read_text().split())
+
+
+def under(modules: set[str], *packages: str) -> set[str]:
+    return {m for m in modules if any(m == p or m.startswith(p + ".") for p in packages)}
+
+
+def test_convert_help_loads_no_pixel_library(tmp_path: Path) -> None:
+    modules = loaded(tmp_path, "convert", "--help")
+    assert "composite.cli.convert" in modules and "composite.convert" in modules
+    assert not modules & (PIXELS | NEVER)
+    assert not modules & (OTHER_COMMANDS - {"composite.cli.convert", "composite.cli.compose"})
+    assert not under(modules, "composite.formats", "composite.tools", "composite.plan", "composite.tiling")
+
+
+def test_top_level_help_and_version_import_no_command(tmp_path: Path) -> None:
+    for args in (["--help"], ["--version"]):
+        modules = loaded(tmp_path, *args)
+        assert not modules & (PIXELS | NEVER | OTHER_COMMANDS), args
+
+
+def test_info_loads_the_reader_only(tmp_path: Path, synthetic_svs: Path) -> None:
+    modules = loaded(tmp_path, "info", synthetic_svs)
+    assert {"composite.cli.info", "composite.formats.tiff", "numpy"} <= modules
+    assert not modules & NEVER
+    assert not modules & (OTHER_COMMANDS - {"composite.cli.info"})
+    writing = ("composite.plan", "composite.pyramid", "composite.formats.tiffwrite", "composite.formats.cws.write")
+    assert not under(modules, "composite.tools", "composite.formats.aci", *writing)
+
+
+WRITERS = [("cws", "composite.formats.cws.write"), ("svs", "composite.formats.tiffwrite.svs")]
+
+
+@pytest.mark.parametrize(("to", "writer"), WRITERS)
+def test_convert_loads_its_writer_only(tmp_path: Path, synthetic_svs: Path, to: str, writer: str) -> None:
+    modules = loaded(tmp_path, "convert", synthetic_svs, tmp_path / "out", "--to", to, "--quiet")
+    assert {writer, "composite.plan", "composite.formats.tiff"} <= modules
+    other_writers = {"composite.formats.cws.write", "composite.formats.tiffwrite.svs", "composite.formats.dicom.write"}
+    assert not modules & (other_writers - {writer})
+    assert not modules & NEVER
+    assert not modules & (OTHER_COMMANDS - {"composite.cli.convert", "composite.cli.compose"})
+    assert not under(modules, "composite.tools", "composite.formats.aci", "composite.annotations", "composite.batch")
+
+
+def test_stub_commands_list_the_same_help_as_the_full_parser() -> None:
+    """``--help`` without a command lists the commands from COMMANDS without importing them: the
+    same text as the parser with every command registered."""
+    assert build_parser(only="").format_help() == build_parser().format_help()
+    assert set(build_parser()._subparsers._group_actions[0].choices) == set(COMMANDS)  # type: ignore[union-attr]
