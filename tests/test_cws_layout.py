@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from composite.convert import WriteOptions, convert
 from composite.formats.cws.layout import BlockRef, CwsLayout
 from composite.formats.cws.write import WRITER
