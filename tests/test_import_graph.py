@@ -7,9 +7,14 @@ import is still a dependency); importing a package counts as importing its ``__i
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
+from composite.convert import convert
+
 PACKAGE = Path(__file__).resolve().parent.parent / "composite"
+REPO = PACKAGE.parent
 
 
 def module_name(path: Path) -> str:
@@ -80,12 +85,45 @@ def test_the_package_has_no_import_cycle() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
-def test_the_server_never_imports_format_code() -> None:
+def test_the_static_server_never_imports_format_code() -> None:
+    """The server's static path (every module but :mod:`composite.server.virtual`, which serves
+    slides stored in other formats and is imported lazily) reaches no format, convert or CLI code."""
     graph = import_graph()
     seen, pending = set(), ["composite.server"]
     while pending:
         node = pending.pop()
-        if node not in seen:
+        if node not in seen and node != "composite.server.virtual":
             seen.add(node)
             pending.extend(graph[node])
+    assert "composite.server.files" in seen and "composite.server.slides" in seen
     assert not [name for name in seen if name.startswith(("composite.formats", "composite.convert", "composite.cli"))]
+    # ... and nothing in it imports the virtual module at its top level: only inside a function.
+    for module in ("__init__", "files", "slides", "memory", "run", "limits", "accesslog"):
+        tree = ast.parse((PACKAGE / "server" / f"{module}.py").read_text(encoding="utf-8"))
+        top = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module and "virtual" in n.module]
+        assert not top, module
+
+
+def test_a_cws_only_server_does_not_load_format_readers(tmp_path: Path, synthetic_svs: Path) -> None:
+    """Start-up and the static path stay lean: serving CWS directories imports no reader; the
+    first non-CWS slide does."""
+    (tmp_path / "cws").mkdir()
+    convert(synthetic_svs, tmp_path / "cws" / "one", to="cws")
+    code = f"""
+import asyncio, sys
+from aiohttp.test_utils import TestClient, TestServer
+from composite.server import create_app
+async def main(root, url):
+    async with TestClient(TestServer(create_app(root))) as client:
+        assert (await client.get("/api/slides")).status == 200
+        assert (await client.get(url)).status == 200
+asyncio.run(main({str(tmp_path / "cws")!r}, "/slides/one/Da0.jpg"))
+print(sorted(m for m in sys.modules if m.startswith("composite.formats")))
+shutil_target = {str(tmp_path / "cws" / "case.svs")!r}
+import shutil; shutil.copy({str(synthetic_svs)!r}, shutil_target)
+asyncio.run(main({str(tmp_path / "cws")!r}, "/slides/case.svs/Da0.jpg"))
+print("composite.formats.cws.layout" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    lines = done.stdout.strip().splitlines()
+    assert lines == ["[]", "True"], done.stdout + done.stderr

@@ -153,6 +153,9 @@ def test_other_commands_do_not_load_the_server() -> None:
     assert serve.HEADER_TIMEOUT == limits.HEADER_TIMEOUT
     assert serve.KEEPALIVE_TIMEOUT == limits.KEEPALIVE_TIMEOUT
     assert serve.MAX_CONNECTIONS == limits.MAX_CONNECTIONS
+    from composite.server import OPEN_SLIDES, virtual
+
+    assert serve.OPEN_SLIDES == OPEN_SLIDES == virtual.MAX_SLIDES
 
 
 def test_default_is_one_worker_per_core(root: Path) -> None:

@@ -33,7 +33,7 @@ COMMANDS: dict[str, str] = {
     "export": "export levels, regions and associated images as JPEG/PNG/TIFF files",
     "quality": "compression factor and RMS error of JPEG/JPEG 2000 settings on a slide's tiles",
     "redact": "black out regions, drop label/macro, scrub identifying metadata (writes a new slide)",
-    "serve": "serve CWS directories and the browser viewer over HTTP",
+    "serve": "serve slides (CWS, SVS, TIFF, DICOM, ACI) and the browser viewer over HTTP",
     "convert": "convert a slide to SVS, pyramidal TIFF, CWS, ACI or DICOM",
     "compose": "write an ACI manifest placing separate images on one canvas",
     "annotations": "convert annotations between ImageScope XML and QuPath GeoJSON, or list them",

@@ -1,4 +1,7 @@
-"""``wsi-composite serve ROOT``: serve the CWS directories under ROOT and the viewer over HTTP.
+"""``wsi-composite serve ROOT``: serve the slides under ROOT and the viewer over HTTP.
+
+CWS directories are served as files; SVS, TIFF, DICOM series and ACI manifests as virtual CWS
+directories built per request (docs/serve.md).
 
 Prints the viewer URL once listening (the real port when ``--port 0``), logs each request to
 stderr (in batches, :mod:`composite.server.accesslog`; ``--quiet`` turns it off) and stops
@@ -33,6 +36,7 @@ CACHE_MB = 64
 HEADER_TIMEOUT = 20.0
 KEEPALIVE_TIMEOUT = 75.0
 MAX_CONNECTIONS = 4096
+OPEN_SLIDES = 16
 
 
 def seconds(what: str) -> Callable[[str], float]:
@@ -50,7 +54,7 @@ def seconds(what: str) -> Callable[[str], float]:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("serve")
-    parser.add_argument("root", help="directory holding CWS slide directories (searched recursively)")
+    parser.add_argument("root", help="directory holding slides (searched recursively)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--cors", metavar="ORIGIN", help="send CORS headers allowing ORIGIN (or *)")
@@ -88,6 +92,13 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help=f"per worker; above it idle connections are closed, oldest first (default {MAX_CONNECTIONS})",
     )
+    parser.add_argument(
+        "--open-slides",
+        type=int_in(1, 4096, "--open-slides"),
+        default=OPEN_SLIDES,
+        metavar="N",
+        help=f"per worker: SVS/TIFF/DICOM/ACI slides kept open (default {OPEN_SLIDES}; fewer open files)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument(
         "--shutdown-timeout",
@@ -110,7 +121,9 @@ def run(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {args.root} at http://{shown}:{port}/  (viewer; Ctrl-C stops)", flush=True)
     status = serve(
-        lambda: create_handler(args.root, cors=args.cors, cache_bytes=args.cache_mb << 20),
+        lambda: create_handler(
+            args.root, cors=args.cors, cache_bytes=args.cache_mb << 20, open_slides=args.open_slides
+        ),
         sock,
         workers=args.workers or default_processes(),
         access_log=None if args.quiet else sys.stderr,

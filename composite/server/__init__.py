@@ -14,9 +14,13 @@ on aiohttp's low-level server (``aiohttp.web.Server``), which skips the applicat
 middleware and signal machinery — about 15 % of the CPU time of a block fetch. Both answer every
 request identically (the tests use the application, the CLI tests and the load test the handler).
 
-Static files only: no pixel work per request, and no ``composite.formats`` import — a CWS directory
-is complete on disk, and the same ``composite/web/`` works from any static host. Not supported: directory
-listings (never), methods other than GET/HEAD/OPTIONS, multi-range (multipart) responses.
+Slides stored in other formats (SVS, TIFF, DICOM series, ACI) are served as *virtual* CWS
+directories at ``/slides/<path of the slide>/<file>``: the files ``convert --to cws`` would write,
+produced per request by :mod:`composite.server.virtual`. That module (and with it the format
+readers) is imported only when a request or the slide list first meets such a slide: a server of
+CWS directories stays static files only, and its fast path is unchanged (a virtual file is looked
+for only after the static lookup has found nothing). Not supported: directory listings (never),
+methods other than GET/HEAD/OPTIONS, multi-range (multipart) responses.
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ import hashlib
 import importlib.resources
 import json
 import os
+import stat
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import hdrs, web
 
@@ -39,15 +46,20 @@ from .files import (
     FILE_CACHE_BYTES,
     IMAGE_SUFFIXES,
     FileSender,
+    lookup,
     resolve,
 )
-from .slides import SlideIndex
+from .slides import VIRTUAL_FILE, VIRTUAL_SUFFIXES, Identity, SlideIndex, SlideInfo
+
+if TYPE_CHECKING:
+    from .virtual import VirtualSlides
 
 __all__ = ["Handler", "create_app", "create_handler", "web_directory"]
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
 SLIDES = "/slides/"
+OPEN_SLIDES = 16  # composite.server.virtual.MAX_SLIDES (importing it loads the format readers)
 
 
 def web_directory() -> Path:
@@ -68,16 +80,18 @@ def create_handler(
     cors: str | None = None,
     web_dir: str | Path | None = None,
     cache_bytes: int = FILE_CACHE_BYTES,
+    open_slides: int = OPEN_SLIDES,
 ) -> Handler:
     """The site serving ``root`` as one aiohttp request handler.
 
     ``cors`` is the origin allowed by CORS headers; ``cache_bytes`` bounds the memory kept for
-    small files under ROOT (see :class:`composite.server.files.FileSender`).
+    small files under ROOT and blocks of virtual slides (see :class:`composite.server.files.FileSender`);
+    ``open_slides`` bounds the non-CWS slides kept open (:mod:`composite.server.virtual`).
     """
     root = Path(root)
     if not root.is_dir():
         raise SlideNotFoundError(f"{root}: not a directory")
-    return _Site(root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes).handle
+    return _Site(root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes, open_slides=open_slides).handle
 
 
 def create_app(
@@ -86,9 +100,10 @@ def create_app(
     cors: str | None = None,
     web_dir: str | Path | None = None,
     cache_bytes: int = FILE_CACHE_BYTES,
+    open_slides: int = OPEN_SLIDES,
 ) -> web.Application:
     """An aiohttp application serving ``root``; the options are :func:`create_handler`'s."""
-    handler = create_handler(root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes)
+    handler = create_handler(root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes, open_slides=open_slides)
     app = web.Application()
     app.router.add_route(hdrs.METH_ANY, "/{tail:.*}", handler)
     return app
@@ -97,10 +112,15 @@ def create_app(
 class _Site:
     """Routes a request by its path: the slide list, a file under ROOT, or the viewer."""
 
-    def __init__(self, root: Path, *, cors: str | None, web_dir: str | Path | None, cache_bytes: int) -> None:
+    def __init__(
+        self, root: Path, *, cors: str | None, web_dir: str | Path | None, cache_bytes: int, open_slides: int
+    ) -> None:
         real_root = os.path.realpath(root)
         self._root = real_root
-        self._index = SlideIndex(Path(real_root))
+        self._index = SlideIndex(Path(real_root), describe_virtual=self._describe_virtual)
+        self._virtual: VirtualSlides | None = None  # made when a non-CWS slide is first met
+        self._virtual_lock = threading.Lock()
+        self._open_slides = open_slides
         self._web = os.path.realpath(web_dir if web_dir is not None else web_directory())
         self._slides = FileSender(cache_control=CACHE_SHORT, immutable=IMAGE_SUFFIXES, cache_bytes=cache_bytes)
         self._viewer = FileSender(cache_control=CACHE_VIEWER)
@@ -127,9 +147,10 @@ class _Site:
         # the decoding is _tail's, so that an encoded slash still reaches the path checks.
         path = request.rel_url.path_safe
         if path.startswith(SLIDES):
-            found = resolve(self._root, _tail(path[len(SLIDES) :]))
+            tail = _tail(path[len(SLIDES) :])
+            found = resolve(self._root, tail)
             if found is None:
-                raise web.HTTPNotFound()
+                return await self._virtual_file(request, tail)
             return await self._slides.send(request, *found)
         if path == "/api/slides":
             return await self._api_slides(request)
@@ -137,6 +158,32 @@ class _Site:
         if found is None:
             raise web.HTTPNotFound()
         return await self._viewer.send(request, *found)
+
+    async def _virtual_file(self, request: web.BaseRequest, tail: str) -> web.StreamResponse:
+        """A file of a virtual CWS directory: ``<slide path>/<CWS file name>``, else a 404."""
+        prefix, _, name = tail.rpartition("/")
+        if not prefix or VIRTUAL_FILE.fullmatch(name) is None:
+            raise web.HTTPNotFound()
+        found = lookup(self._root, prefix)  # the static rules: nothing outside ROOT, nothing hidden
+        if found is None:
+            raise web.HTTPNotFound()
+        real, st = found
+        slide_file = stat.S_ISREG(st.st_mode) and os.path.splitext(real)[1].lower() in VIRTUAL_SUFFIXES
+        if not (slide_file or stat.S_ISDIR(st.st_mode)):
+            raise web.HTTPNotFound()
+        return await self._virtual_slides().send(request, real, st, name)
+
+    def _virtual_slides(self) -> VirtualSlides:
+        if self._virtual is None:
+            with self._virtual_lock:  # the slide list builds it on a worker thread
+                if self._virtual is None:
+                    from .virtual import VirtualSlides
+
+                    self._virtual = VirtualSlides(self._root, blocks=self._slides.blocks, max_slides=self._open_slides)
+        return self._virtual
+
+    def _describe_virtual(self, path: Path, identity: Identity, name: str, url: str) -> tuple[SlideInfo, list[str]]:
+        return self._virtual_slides().describe(path, identity, name, url)
 
     async def _api_slides(self, request: web.BaseRequest) -> web.StreamResponse:
         slides = await asyncio.get_running_loop().run_in_executor(None, self._index.slides)

@@ -88,6 +88,15 @@ def content_type(path: str | Path) -> str:
 
 def resolve(base: str | Path, tail: str) -> tuple[str, os.stat_result] | None:
     """The real path and stat of the regular file ``tail`` names under ``base`` (a real path), or None."""
+    found = lookup(base, tail)
+    if found is None or not stat.S_ISREG(found[1].st_mode):
+        return None  # directories are never listed; devices, sockets and fifos never served
+    return found
+
+
+def lookup(base: str | Path, tail: str) -> tuple[str, os.stat_result] | None:
+    """The real path and stat of what ``tail`` names under ``base`` (a real path), of any type,
+    or None when the name is refused or leads outside ``base``."""
     if not tail or _REFUSED.search(tail):
         return None
     base_text = str(base)
@@ -109,8 +118,6 @@ def resolve(base: str | Path, tail: str) -> tuple[str, os.stat_result] | None:
                 break
     except (OSError, ValueError):
         return None
-    if not stat.S_ISREG(st.st_mode):
-        return None  # directories are never listed; devices, sockets and fifos never served
     return real, st
 
 
@@ -137,7 +144,7 @@ def _has_conditions(headers: CIMultiDictProxy[str]) -> bool:
     )
 
 
-def _precondition(request: web.BaseRequest, etags: tuple[str, ...], mtime: float) -> int | None:
+def precondition(request: web.BaseRequest, etags: tuple[str, ...], mtime: float) -> int | None:
     """412 or 304 when the request's conditional headers say so (RFC 9110 §13.2.2 order)."""
     if_match = request.headers.get(hdrs.IF_MATCH)
     if if_match is not None and not (if_match.strip() == "*" or etags[0] in {t.strip() for t in if_match.split(",")}):
@@ -198,6 +205,22 @@ def _byte_range(request: web.BaseRequest, size: int, etag: str, mtime: float) ->
     return start, stop
 
 
+def answer_block(request: web.BaseRequest, block: Block) -> web.Response:
+    """A 200, or 206/416 for a Range, of a file in memory whose preconditions have been checked."""
+    size = len(block.body)
+    span = _byte_range(request, size, block.etag, block.mtime)
+    if span is None:
+        return web.Response(body=block.body, headers=block.headers)
+    start, stop = span
+    if start < 0:
+        return web.Response(status=416, headers={hdrs.CONTENT_RANGE: f"bytes */{size}"})
+    return web.Response(
+        body=block.body[start:stop],
+        status=206,
+        headers={**block.headers, hdrs.CONTENT_RANGE: f"bytes {start}-{stop - 1}/{size}"},
+    )
+
+
 class FileSender:
     """Builds responses for files already checked by :func:`resolve`.
 
@@ -211,7 +234,7 @@ class FileSender:
         self._cache_control = cache_control
         self._immutable = immutable
         self._gzip = ByteCache(GZIP_CACHE_BYTES)
-        self._blocks = BlockCache(cache_bytes)
+        self._blocks = self.blocks = BlockCache(cache_bytes)
 
     def cache_control(self, suffix: str) -> str:
         return CACHE_IMMUTABLE if suffix in self._immutable else self._cache_control
@@ -271,7 +294,7 @@ class FileSender:
             if accepts_gzip and hdrs.RANGE not in h and st.st_size <= GZIP_MAX_FILE:
                 return await self._send_gzip(request, path, st, headers)
         etag = etag_of(st)
-        status = _precondition(request, (etag,), st.st_mtime)
+        status = precondition(request, (etag,), st.st_mtime)
         if status is not None:
             response = web.Response(status=status, headers={hdrs.CACHE_CONTROL: cache_control})
             _validators(response, etag, st.st_mtime)
@@ -283,18 +306,7 @@ class FileSender:
             except OSError:
                 raise web.HTTPNotFound() from None
         if block is not None:
-            size = len(block.body)
-            span = _byte_range(request, size, block.etag, block.mtime)
-            if span is None:
-                return web.Response(body=block.body, headers=block.headers)
-            start, stop = span
-            if start < 0:
-                return web.Response(status=416, headers={hdrs.CONTENT_RANGE: f"bytes */{size}"})
-            return web.Response(
-                body=block.body[start:stop],
-                status=206,
-                headers={**block.headers, hdrs.CONTENT_RANGE: f"bytes {start}-{stop - 1}/{size}"},
-            )
+            return answer_block(request, block)
         headers[hdrs.ACCEPT_RANGES] = "bytes"
         span = _byte_range(request, st.st_size, etag, st.st_mtime)
         if span == (-1, -1):
@@ -321,7 +333,7 @@ class FileSender:
     ) -> web.StreamResponse:
         plain_etag = etag_of(st)
         etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}-gzip"'
-        status = _precondition(request, (etag, plain_etag), st.st_mtime)
+        status = precondition(request, (etag, plain_etag), st.st_mtime)
         if status is not None:
             response = web.Response(status=status, headers={k: v for k, v in headers.items() if k != hdrs.CONTENT_TYPE})
             _validators(response, etag, st.st_mtime)

@@ -87,14 +87,19 @@ class ByteCache:
 
 
 class Block:
-    """A small file in memory with its validators and the headers of a 200 for it."""
+    """A small file in memory with its validators and the headers of a 200 for it.
+
+    ``st`` is the file's stat (for a virtual file: its source's, with an ``etag`` of its own).
+    """
 
     __slots__ = ("body", "etag", "headers", "mtime", "plain", "validator")
 
-    def __init__(self, body: bytes, st: os.stat_result, headers: dict[str, str], *, plain: bool) -> None:
+    def __init__(
+        self, body: bytes, st: os.stat_result, headers: dict[str, str], *, plain: bool, etag: str | None = None
+    ) -> None:
         self.body = body
         self.validator = validator(st)
-        self.etag = etag_of(st)
+        self.etag = etag or etag_of(st)
         self.mtime = st.st_mtime
         self.headers = {**headers, hdrs.ETAG: self.etag, hdrs.LAST_MODIFIED: http_date(st.st_mtime)}
         self.plain = plain  # the same bytes for every client (text may be sent gzipped instead)

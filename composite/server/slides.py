@@ -1,4 +1,11 @@
-"""The slide list behind ``/api/slides``: find CWS directories under ROOT and read their headers.
+"""The slide list behind ``/api/slides``: find the slides under ROOT and describe them.
+
+CWS directories are described here from their INI text. Slides stored in other formats (files
+named ``*.svs``, ``*.tif``, ``*.tiff``, ``*.aci``, and directories holding ``*.dcm`` files: a DICOM
+series) are *candidates*, described by the ``describe_virtual`` callback the site passes in (it
+opens them with the format readers, :mod:`composite.server.virtual`, imported only when a
+candidate exists); one that fails to open is still listed, with its one-line error. Files another
+listed slide reads (an ACI manifest's components) are not listed on their own.
 
 A CWS directory is any directory holding ``FinalScan.ini`` (name matched case-insensitively). Only
 the INI text is read (never a block), and only what the list shows: size, levels, mpp and the
@@ -20,7 +27,9 @@ declared by other vendors' INI names (FinalCond/SlideScan/SlideCond are counted,
 from __future__ import annotations
 
 import os
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +47,14 @@ COMPANIONS = {
     "annotations": ("annotations.geojson", "annotations.json", "annotations.xml"),  # docs/annotations.md
 }
 
+VIRTUAL_SUFFIXES = frozenset({".svs", ".tif", ".tiff", ".aci"})
+DICOM_SUFFIX = ".dcm"
+# The file names a virtual CWS directory may have (the layout decides which it has).
+VIRTUAL_FILE = re.compile(
+    r"FinalScan\.ini|ScanSlide\.ini|ScanLevel[1-9][0-9]*\.ini|(?:L[1-9][0-9]*)?Da(?:0|[1-9][0-9]*)(?:_[ud][1-9])?\.jpg"
+    r"|SlideThumb\.jpg|Ss1\.jpg|Label\.jpg|Macro\.jpg"
+)
+
 _Parsed = tuple[tuple[int, int, frozenset[str]], "SlideInfo"]
 
 
@@ -54,6 +71,8 @@ class SlideInfo:
     mpp: float | None
     magnification: float | None
     images: dict[str, str | None]
+    format: str = "cws"
+    error: str | None = None  # why the slide cannot be opened (then its URLs answer 422)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -66,7 +85,19 @@ class SlideInfo:
             "mpp": self.mpp,
             "magnification": self.magnification,
             **self.images,
+            "format": self.format,
+            "error": self.error,
         }
+
+
+Identity = tuple[int, int, int, int]
+DescribeVirtual = Callable[[Path, Identity, str, str], tuple[SlideInfo, list[str]]]
+"""``describe(path, identity, name, url) -> (info, files it reads)`` for a non-CWS slide."""
+
+
+def identity_of(st: os.stat_result) -> Identity:
+    """What must stay the same for an open slide or a described one to stay valid."""
+    return (st.st_ino, st.st_dev, st.st_mtime_ns, st.st_size)
 
 
 def describe_slide(directory: Path, ini: Path, names: list[str], *, name: str, url: str) -> SlideInfo:
@@ -105,8 +136,10 @@ class SlideIndex:
 
     root: Path
     url_prefix: str = "slides/"
+    describe_virtual: DescribeVirtual | None = None
     _watched: dict[str, int] = field(default_factory=dict)
     _parsed: dict[str, _Parsed] = field(default_factory=dict)
+    _virtual: dict[str, tuple[Identity, SlideInfo, list[str]]] = field(default_factory=dict)
     _slides: list[SlideInfo] = field(default_factory=list)
     _scanned: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -131,13 +164,15 @@ class SlideIndex:
         watched: dict[str, int] = {}
         found: list[SlideInfo] = []
         parsed: dict[str, _Parsed] = {}
+        candidates: list[tuple[Path, os.stat_result]] = []
         pending: list[tuple[Path, int]] = [(root, 0)]
         visited = 0
         while pending and visited < MAX_DIRECTORIES:
             directory, depth = pending.pop()
             visited += 1
             try:
-                watched[str(directory)] = os.stat(directory, follow_symlinks=False).st_mtime_ns
+                st_dir = os.stat(directory, follow_symlinks=False)
+                watched[str(directory)] = st_dir.st_mtime_ns
                 with os.scandir(directory) as it:
                     entries = [e for e in it if not e.name.startswith(".")]
             except OSError:
@@ -149,10 +184,37 @@ class SlideIndex:
                 if info is not None:
                     found.append(info)
                 continue  # a slide directory holds blocks, not more slides
+            if self.describe_virtual is not None:
+                candidates += _candidates(directory, st_dir, entries)
             if depth < MAX_DEPTH:
                 pending.extend((Path(e.path), depth + 1) for e in entries if e.is_dir(follow_symlinks=False))
+        found += self._describe_candidates(root, candidates, watched)
         found.sort(key=lambda s: s.name)
         self._watched, self._parsed, self._slides, self._scanned = watched, parsed, found, True
+
+    def _describe_candidates(
+        self, root: Path, candidates: list[tuple[Path, os.stat_result]], watched: dict[str, int]
+    ) -> list[SlideInfo]:
+        assert self.describe_virtual is not None or not candidates
+        described: dict[str, tuple[Identity, SlideInfo, list[str]]] = {}
+        parts: set[str] = set()
+        # Manifests first: their components (pieces of one slide) are then neither opened nor listed.
+        for path, st in sorted(candidates, key=lambda c: (c[0].suffix.lower() != ".aci", str(c[0]))):
+            key, identity = str(path), identity_of(st)
+            watched.setdefault(key, st.st_mtime_ns)
+            if key in parts:
+                continue
+            cached = self._virtual.get(key)
+            if cached is None or cached[0] != identity:
+                relative = path.relative_to(root).as_posix()
+                url = self.url_prefix + quote(relative) + "/"
+                assert self.describe_virtual is not None
+                info, reads = self.describe_virtual(path, identity, relative, url)
+                cached = (identity, info, reads)
+            described[key] = cached
+            parts.update(part for part in cached[2] if part != key)
+        self._virtual = described
+        return [info for key, (_, info, _) in described.items() if key not in parts]
 
     def _describe(
         self,
@@ -187,3 +249,27 @@ class SlideIndex:
                 return None
         parsed[str(ini)] = (key, info)
         return info
+
+
+def _candidates(
+    directory: Path, st: os.stat_result, entries: list[os.DirEntry[str]]
+) -> list[tuple[Path, os.stat_result]]:
+    """The non-CWS slides a directory may hold: files with a slide suffix, and the directory
+    itself when it holds DICOM files (a series). Symlinks are not followed."""
+    found: list[tuple[Path, os.stat_result]] = []
+    dicom = False
+    for entry in entries:
+        suffix = os.path.splitext(entry.name)[1].lower()
+        if suffix in VIRTUAL_SUFFIXES or suffix == DICOM_SUFFIX:
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if suffix == DICOM_SUFFIX:
+                    dicom = True
+                else:
+                    found.append((Path(entry.path), entry.stat(follow_symlinks=False)))
+            except OSError:
+                continue
+    if dicom:
+        found.append((directory, st))
+    return found

@@ -41,7 +41,8 @@
       const link = document.createElement("a");
       link.href = "?slide=" + encodeURIComponent(s.url);
       link.textContent = s.name;
-      link.title = s.width && s.height ? `${s.width} x ${s.height} px, ${s.levels} levels` : s.name;
+      link.title = s.error ? s.error : s.width && s.height ? `${s.width} x ${s.height} px, ${s.levels} levels` : s.name;
+      if (s.error) link.classList.add("failed");
       link.addEventListener("click", (event) => {
         event.preventDefault();
         history.pushState(null, "", link.href);
@@ -193,7 +194,8 @@
     const listLoaded = loadList();
     const params = new URLSearchParams(location.search);
     await listLoaded;
-    const requested = params.get("slide") || (state.listed[0] && state.listed[0].url);
+    const first = state.listed.find((s) => !s.error);
+    const requested = params.get("slide") || (first && first.url);
     if (requested) await open(requested);
     else message("No slide: add ?slide=path/to/slide/ to this page's address, or serve slides with wsi-composite serve.");
     window.addEventListener("popstate", () => {
