@@ -24,6 +24,7 @@ COMPRESSIONS = ("jpeg", "jpeg2000", "lzw", "none")
 # explained in docs/convert.md ("Quality"): 90 at level 0, 95 below, 90 for the thumbnail, label,
 # macro and other images outside the pyramid. ``--quality`` sets every pyramid level.
 DEFAULT_JPEG_QUALITY = 90
+DEFAULT_GLASS_TOLERANCE = 8  # levels at 1/4 scale (composite.glass, docs/cws.md "Skipping glass")
 DEFAULT_LOWER_LEVEL_QUALITY = 95
 ASSOCIATED_QUALITY = 90
 
@@ -116,7 +117,8 @@ class WriteOptions:
     below: :func:`default_quality`). ``ycbcr`` re-encodes JPEG as YCbCr 4:2:0 instead of Aperio's
     RGB. ``pyramid_factor`` and ``min_level_size`` shape SVS/TIFF pyramids (None: 4x steps until a
     level fits in 1024 px; CWS always steps 4x down to below 2048 px). ``tiff``, ``aci`` and ``dicom`` hold
-    the options of those formats. Validated once, here.
+    the options of those formats. ``skip_glass`` leaves out tiles that are all background within
+    ``glass_tolerance`` (:mod:`composite.glass`; CWS, and SVS/TIFF as empty tiles). Validated once, here.
 
     ``extra`` is the former spelling of the format options (``{"ome": True, "piece_size": 8192}``),
     still accepted: its keys are moved into the typed fields above and it is then emptied.
@@ -134,6 +136,8 @@ class WriteOptions:
     aci: AciOptions = field(default_factory=AciOptions)
     dicom: DicomOptions = field(default_factory=DicomOptions)
     parents: bool = False  # create missing folders of the destination (else they are an error)
+    skip_glass: bool = False
+    glass_tolerance: int = DEFAULT_GLASS_TOLERANCE
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -151,6 +155,8 @@ class WriteOptions:
             raise ValueError(f"pyramid factor must be at least 2, got {self.pyramid_factor}")
         if self.min_level_size is not None and self.min_level_size < 1:
             raise ValueError(f"min level size must be positive, got {self.min_level_size}")
+        if not 0 <= self.glass_tolerance <= 64:
+            raise ValueError(f"glass tolerance must be 0..64, got {self.glass_tolerance}")
 
     def _take_extra(self) -> None:
         unknown = sorted(set(self.extra) - set(_EXTRA_KEYS))
@@ -190,6 +196,7 @@ class LevelReport:
     tile_height: int = 0
     compression: str = ""
     copied_tiles: int = 0
+    glass_tiles: int = 0  # tiles left out as glass (``skip_glass``)
 
 
 @dataclass
@@ -207,8 +214,9 @@ class ConversionReport:
         for level in self.levels:
             tiles = f"  tiles {level.tile_width}x{level.tile_height}" if level.tile_width else ""
             codec = f"  {level.compression}" if level.compression else ""
+            glass = f"  {level.glass_tiles} glass tiles left out" if level.glass_tiles else ""
             lines.append(
                 f"level {level.index}: {level.width} x {level.height}  downsample {level.downsample:g}"
-                f"{tiles}{codec}  {level.method}"
+                f"{tiles}{codec}  {level.method}{glass}"
             )
         return lines

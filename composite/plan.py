@@ -23,6 +23,7 @@ from .aperio import stated_quality
 from .background import slide_background
 from .errors import UnsupportedFormatError
 from .geometry import TileGrid, choose_tile_size
+from .glass import GlassRule
 from .model import AssociatedImage, Level, Slide
 from .output import COMPRESSIONS, ConversionReport, LevelReport, Method, WriteOptions, default_quality
 from .progress import ProgressCallback
@@ -43,7 +44,7 @@ class PlanRules:
     whose levels follow a convention (CWS); None takes them from the options. ``levels=False``
     plans level 0 only (ACI: each piece is planned on its own). ``pad_with_background`` pads
     re-encoded edge tiles with the slide's glass colour (CWS: readers may show the padding),
-    else by repeating the edge.
+    else by repeating the edge. ``sparse``: the container can leave tiles out (``skip_glass``).
     """
 
     container: str
@@ -55,6 +56,7 @@ class PlanRules:
     pyramid: tuple[int, int] | None = None
     levels: bool = True
     pad_with_background: bool = False
+    sparse: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,9 @@ class LevelPlan:
             fill=self.fill,
         )
 
-    def report(self, copied_tiles: int) -> LevelReport:
-        """The level as written, with the copied-tile count its tile stream measured."""
+    def report(self, copied_tiles: int, *, glass_tiles: int = 0) -> LevelReport:
+        """The level as written, with the copied-tile count its tile stream measured (and the
+        tiles left out as glass)."""
         return LevelReport(
             index=self.index,
             width=self.grid.width,
@@ -112,12 +115,17 @@ class LevelPlan:
             tile_height=self.grid.tile_height,
             compression=self.compression,
             copied_tiles=copied_tiles,
+            glass_tiles=glass_tiles,
         )
 
 
 @dataclass
 class ConversionPlan:
-    """Everything decided for one conversion; close it (or use ``with``) to drop level spools."""
+    """Everything decided for one conversion; close it (or use ``with``) to drop level spools.
+
+    ``glass`` is the glass test (the slide's background colour measured) when tiles that are all
+    glass are to be left out, else None.
+    """
 
     slide: Slide
     options: WriteOptions
@@ -126,6 +134,7 @@ class ConversionPlan:
     rgb: bool
     levels: list[LevelPlan]
     associated: dict[str, AssociatedImage] = field(default_factory=dict)
+    glass: GlassRule | None = None
 
     @property
     def raw_bytes(self) -> int:
@@ -210,6 +219,8 @@ def make_plan(slide: Slide, options: WriteOptions, rules: PlanRules, *, spool_di
     downsample fits, lazily computed ones elsewhere, spooled under ``spool_dir``); nothing is
     decoded here.
     """
+    if options.skip_glass and not rules.sparse:
+        raise UnsupportedFormatError(f"{rules.container} output cannot leave glass {rules.tile_noun}s out")
     tile = _tile(slide, options, rules)
     compression = _compression(slide, options, rules)
     if not rules.levels:
@@ -236,4 +247,7 @@ def make_plan(slide: Slide, options: WriteOptions, rules: PlanRules, *, spool_di
         elif isinstance(level, DownsampledLevel):
             method = "downsample"
         plans.append(LevelPlan(index, level, grid, compression, quality, rgb, method, recorded, options.workers, fill))
-    return ConversionPlan(slide, options, tile, compression, rgb, plans, dict(slide.associated))
+    glass = None
+    if options.skip_glass:
+        glass = GlassRule.for_slide(slide, tolerance=options.glass_tolerance, background=fill)
+    return ConversionPlan(slide, options, tile, compression, rgb, plans, dict(slide.associated), glass)

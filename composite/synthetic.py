@@ -16,7 +16,7 @@ import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import tifffile
@@ -43,13 +43,14 @@ def _hash(ix: NDArray[np.int64], iy: NDArray[np.int64], seed: int) -> NDArray[np
     return ((h ^ (h >> 16)) & 0xFFFF).astype(np.float32) / 65536.0
 
 
-def sample(xs: NDArray[np.float32], ys: NDArray[np.float32], *, seed: int = 0) -> RGBArray:
-    """Pixels at level-0 positions ``xs`` (row vector) x ``ys`` (column vector)."""
+def sample(xs: NDArray[np.float32], ys: NDArray[np.float32], *, seed: int = 0, holes: bool = True) -> RGBArray:
+    """Pixels at level-0 positions ``xs`` (row vector) x ``ys`` (column vector); ``holes`` False
+    fills the pattern's background areas with tissue too."""
     x = xs[None, :].astype(np.float32)
     y = ys[:, None].astype(np.float32)
     turn = np.float32(2 * np.pi / PERIOD)  # every wave fits the period: no seams where it repeats
     tissue = np.sin(x * turn + seed) + np.cos(y * turn) + 0.8 * np.sin((x + y) * 2 * turn)
-    tissue_w = np.clip((tissue + 0.6) * 4.0, 0.0, 1.0)
+    tissue_w = np.clip((tissue + 0.6) * 4.0, 0.0, 1.0) if holes else np.ones_like(tissue)
     shade = 0.5 + 0.5 * np.sin(x * 21 * turn) * np.cos(y * 17 * turn)
     cells = PERIOD // int(_NUCLEUS_SPACING)
     ix = np.floor(x / _NUCLEUS_SPACING).astype(np.int64) % cells
@@ -69,28 +70,43 @@ def sample(xs: NDArray[np.float32], ys: NDArray[np.float32], *, seed: int = 0) -
 
 
 @functools.lru_cache(maxsize=4)
-def _texture(seed: int, downsample: int) -> RGBArray:
+def _texture(seed: int, downsample: int, holes: bool = True) -> RGBArray:
     """One period of the pattern at a level's downsample: exact box averages of level 0."""
     if downsample == 1:
         coords = np.arange(PERIOD, dtype=np.float32) + 0.5
-        return sample(coords, coords, seed=seed)
-    parent = _texture(seed, downsample // 4) if downsample % 4 == 0 else _texture(seed, 1)
+        return sample(coords, coords, seed=seed, holes=holes)
+    parent = _texture(seed, downsample // 4, holes) if downsample % 4 == 0 else _texture(seed, 1, holes)
     factor = 4 if downsample % 4 == 0 else downsample
     return box_downsample(parent, factor)
 
 
-def region(x: int, y: int, width: int, height: int, *, downsample: int = 1, seed: int = 0) -> RGBArray:
+def region(
+    x: int, y: int, width: int, height: int, *, downsample: int = 1, seed: int = 0, holes: bool = True
+) -> RGBArray:
     """Pixels of a box of the level with integer ``downsample`` (box averages of level 0).
 
     The pattern repeats every ``PERIOD`` level-0 pixels, which makes any level cheap to produce.
+    ``holes`` False: tissue everywhere (no background areas).
     """
     downsample = max(1, min(downsample, PERIOD))
-    texture = _texture(seed, downsample)
+    texture = _texture(seed, downsample, holes)
     period = texture.shape[0]
     rows = np.arange(y, y + height) % period
     cols = np.arange(x, x + width) % period
     pixels: RGBArray = texture[rows[:, None], cols[None, :]]
     return pixels
+
+
+class Scene(Protocol):
+    """Other pixels for the generator (:class:`composite.synthetic_glass.GlassScene`: tissue on glass)."""
+
+    def region(self, x: int, y: int, width: int, height: int, *, downsample: int = 1) -> RGBArray: ...
+
+
+def _pixels(scene: Scene | None, x: int, y: int, width: int, height: int, *, downsample: int, seed: int) -> RGBArray:
+    if scene is None:
+        return region(x, y, width, height, downsample=downsample, seed=seed)
+    return scene.region(x, y, width, height, downsample=downsample)
 
 
 def _stamp(tile: RGBArray, text: str) -> RGBArray:
@@ -111,17 +127,13 @@ def level_sizes(width: int, height: int, *, factor: int = 4, min_size: int = 102
     return sizes
 
 
-def _tiles(grid: TileGrid, downsample: int, level: int, *, seed: int, stamp: bool) -> Iterator[RGBArray]:
+def _tiles(
+    grid: TileGrid, downsample: int, level: int, *, seed: int, stamp: bool, scene: Scene | None
+) -> Iterator[RGBArray]:
     for col, row in grid.indices():
         # Full-size tiles (padded with the pattern itself) so no reader meets a short edge tile.
-        tile = region(
-            col * grid.tile_width,
-            row * grid.tile_height,
-            grid.tile_width,
-            grid.tile_height,
-            downsample=downsample,
-            seed=seed,
-        )
+        x, y = col * grid.tile_width, row * grid.tile_height
+        tile = _pixels(scene, x, y, grid.tile_width, grid.tile_height, downsample=downsample, seed=seed)
         yield _stamp(tile, f"L{level} {col},{row}") if stamp else tile
 
 
@@ -136,12 +148,11 @@ def _label(text: str) -> RGBArray:
     return np.asarray(image)
 
 
-def _macro(width: int, height: int, label: RGBArray, seed: int) -> RGBArray:
+def _macro(width: int, height: int, label: RGBArray, seed: int, scene: Scene | None) -> RGBArray:
     macro = np.full((463, 1280, 3), 225, np.uint8)
     macro[:, :387] = label
-    thumb = np.asarray(
-        Image.fromarray(region(0, 0, 64, 64, downsample=max(1, max(width, height) // 64), seed=seed)).resize((820, 420))
-    )
+    small = _pixels(scene, 0, 0, 64, 64, downsample=max(1, max(width, height) // 64), seed=seed)
+    thumb = np.asarray(Image.fromarray(small).resize((820, 420)))
     macro[20:440, 420:1240] = thumb
     return macro
 
@@ -161,12 +172,15 @@ def write_synthetic_slide(
     stamp: bool = True,
     seed: int = 0,
     min_level_size: int = 1024,
+    scene: Scene | None = None,
 ) -> Path:
     """Write the synthetic slide to ``path`` (written under a temporary name, then renamed).
 
     ``layout="svs"``: Aperio layout with thumbnail, label and macro (when ``associated``);
     ``"tiff"``: a generic pyramidal TIFF with reduced-resolution pages and resolution tags.
     Tiles are JPEG at ``quality``: RGB with shared tables (Aperio's way) or YCbCr 4:2:0.
+    ``scene`` replaces the default pattern (for example tissue pieces on glass,
+    :class:`composite.synthetic_glass.GlassScene`); ``seed`` then only names the slide.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.partial")
@@ -178,7 +192,7 @@ def write_synthetic_slide(
         with tifffile.TiffWriter(tmp, bigtiff=bigtiff) as tw:
             for level, (lw, lh, ds) in enumerate(sizes):
                 grid = TileGrid(lw, lh, tile_size, tile_size)
-                tables, tiles = _encoded(_tiles(grid, ds, level, seed=seed, stamp=stamp), quality, ycbcr)
+                tables, tiles = _encoded(_tiles(grid, ds, level, seed=seed, stamp=stamp, scene=scene), quality, ycbcr)
                 desc = None
                 resolution = None
                 if layout == "svs":
@@ -204,7 +218,8 @@ def write_synthetic_slide(
                 )
                 if layout == "svs" and level == 0 and associated:
                     thumb_size = _thumb_size(width, height, sizes[-1])
-                    thumb = region(0, 0, *thumb_size, downsample=max(1, round(width / thumb_size[0])), seed=seed)
+                    thumb_ds = max(1, round(width / thumb_size[0]))
+                    thumb = _pixels(scene, 0, 0, *thumb_size, downsample=thumb_ds, seed=seed)
                     thumb_w, thumb_h = thumb_size
                     tw.write(
                         thumb,
@@ -225,7 +240,7 @@ def write_synthetic_slide(
                     compression="lzw",
                     subfiletype=1,
                 )
-                macro = _macro(width, height, label, seed)
+                macro = _macro(width, height, label, seed, scene)
                 tw.write(
                     macro,
                     description=f"{APERIO_VERSION}\nmacro {macro.shape[1]}x{macro.shape[0]}",

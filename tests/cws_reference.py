@@ -5,7 +5,8 @@ same arithmetic): one INI file is one level; every section with x= and y= is a b
 ``<section>.jpg``; ``ux = lXStepSize / iImageWidth``; a block's top-left pixel is
 ``round((xMax - x) / ux), round((yMax - y) / uy)``; the canvas is
 ``(xMax - xMin + lXStepSize) / ux`` wide; blocks further right or lower are painted on top; gaps
-are white; ``crop`` (or ``[Level0]`` iWidth/iHeight) cuts the canvas to the true size.
+are white (``gap`` another colour: our ``tBackgroundColor`` for glass left out); ``crop`` (or
+``[Level0]`` iWidth/iHeight) cuts the canvas to the true size.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def read_ini(path: Path) -> dict[str, dict[str, str]]:
     return sections
 
 
-def compose_level(ini_path: Path, crop: tuple[int, int] | None = None) -> NDArray[np.uint8]:
+def compose_level(
+    ini_path: Path, crop: tuple[int, int] | None = None, gap: tuple[int, int, int] = (255, 255, 255)
+) -> NDArray[np.uint8]:
     """The pixels of the level one INI file describes, as §1.4 places them."""
     sections = read_ini(ini_path)
     header = {k.lower(): v for k, v in next(v for k, v in sections.items() if k.lower() == "header").items()}
@@ -44,7 +47,7 @@ def compose_level(ini_path: Path, crop: tuple[int, int] | None = None) -> NDArra
     level0 = next((v for k, v in sections.items() if k.lower() == "level0"), None)
     if crop is None and level0 and "iwidth" in level0 and ini_path.name.lower() == "finalscan.ini":
         crop = (int(level0["iwidth"]), int(level0["iheight"]))
-    canvas = np.full((height, width, 3), 255, np.uint8)
+    canvas = np.full((height, width, 3), gap, np.uint8)
     placed = sorted((round((y_max - y) / uy), round((x_max - x) / ux), name) for name, x, y in blocks)
     for top, left, name in placed:
         path = ini_path.parent / f"{name}.jpg"

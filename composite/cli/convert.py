@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from ..convert import COMPRESSIONS, WRITERS, DicomOptions, TiffOptions, WriteOptions, convert
+from ..output import DEFAULT_GLASS_TOLERANCE
 from .args import int_in
 from .compose import aci_options, add_convert_options, convert_source
 from .progress import progress_bar
@@ -63,6 +64,18 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=workers, metavar="N", help="decode/encode threads (default: all cores)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--parents", action="store_true", help="create DST's missing folders (else an error)")
+    parser.add_argument(
+        "--skip-glass",
+        action="store_true",
+        help="leave out blocks that are all background (CWS): docs/cws.md, Skipping glass",
+    )
+    parser.add_argument(
+        "--glass-tolerance",
+        type=int_in(0, 64, "glass tolerance"),
+        default=DEFAULT_GLASS_TOLERANCE,
+        metavar="N",
+        help=f"levels a glass tile's pixels may differ from the background (default: {DEFAULT_GLASS_TOLERANCE})",
+    )
     add_convert_options(parser)  # --piece-size, --piece-format, --allow-outside (ACI)
     dicom = parser.add_argument_group("DICOM output (docs/dicom.md)")
     dicom.add_argument("--metadata", metavar="FILE.json", help="patient/study/specimen attributes (DICOM keywords)")
@@ -91,6 +104,8 @@ def write_options(args: argparse.Namespace) -> WriteOptions:
             drop_macro=args.drop_macro,
         ),
         parents=args.parents,
+        skip_glass=args.skip_glass,
+        glass_tolerance=args.glass_tolerance,
     )
 
 

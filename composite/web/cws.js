@@ -10,7 +10,8 @@
  * Blocks are always placed by their x/y stage coordinates (the centre of the nominal block; larger
  * x is further left, larger y further up), never by their number. A level whose blocks fall on a
  * regular grid is served block-for-tile; any other level is composed per tile on a canvas, later
- * (lower, then further right) blocks on top, gaps white.
+ * (lower, then further right) blocks on top, gaps white, or the header's tBackgroundColor=R,G,B
+ * (blocks left out as glass by --skip-glass).
  * Not supported: focal planes other than the nominal one, INI files other than FinalScan,
  * ScanSlide and the tIniFile names.
  */
@@ -231,6 +232,9 @@
     levels.sort((a, b) => b.downsample - a.downsample);
     const full = levels[levels.length - 1];
     const mag = num(header, "dmagnification");
+    const rgb = /^\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*$/.exec(header.tbackgroundcolor || "");
+    const background = rgb && rgb.slice(1).every((v) => Number(v) <= 255) ? `rgb(${rgb[1]},${rgb[2]},${rgb[3]})` : "#fff";
+    for (const l of levels) l.background = background;
     return {
       url: slideUrl,
       ini: final.url,
@@ -240,6 +244,7 @@
       width: full.width,
       height: full.height,
       layout: ours ? "levels" : "scanner",
+      background,
       levels,
     };
   }
@@ -268,7 +273,7 @@
     canvas.width = Math.max(1, Math.min(level.tileWidth, Math.ceil(level.width - x)));
     canvas.height = Math.max(1, Math.min(level.tileHeight, Math.ceil(level.height - y)));
     const ctx = canvas.getContext("2d");
-    ctx.fillStyle = "#fff";
+    ctx.fillStyle = level.background || "#fff";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
     let blocks;
     if (level.cells) {

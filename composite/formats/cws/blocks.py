@@ -4,7 +4,8 @@ When a level's blocks tile it exactly (our own output, Digital Slide Studio), th
 the block grid and a tile's stored bytes are the block file: conversions copy them. Scanner blocks
 overlap (752x480 blocks 16 px apart): then the level is a virtual grid of the nominal block size
 whose tiles are painted from every block they touch, the block further right or lower on top,
-gaps white. Each block is decoded once per read and kept in a small LRU for its neighbours.
+gaps white (or the colour of our ``tBackgroundColor``: blocks left out as glass). Each block is
+decoded once per read and kept in a small LRU for its neighbours.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ class BlockGridReader:
         names: list[str | None],
         quality: int | None,
         block_size: tuple[int, int],
+        *,
+        gap: tuple[int, int, int] | None = None,
     ) -> None:
         self._block_size = block_size
+        self._gap = gap
         self._cells = cells
         self._directory = directory
         self._names = names
@@ -93,9 +97,15 @@ class BlockGridReader:
         path = self._path(col, row)
         return None if path is None else read_block(path, (col, row))
 
+    def _listed(self, col: int, row: int) -> bool:
+        rows, cols = self._cells.shape
+        return 0 <= row < rows and 0 <= col < cols and int(self._cells[row, col]) >= 0
+
     def read_tile(self, col: int, row: int) -> RGBArray | None:
         path = self._path(col, row)
         if path is None:
+            if self._gap is not None and not self._listed(col, row):
+                return np.full((self._block_size[1], self._block_size[0], 3), self._gap, np.uint8)
             return None
         rows, cols = self._cells.shape
         edge = col == cols - 1 or row == rows - 1  # an edge block may be cropped to the image
@@ -140,8 +150,11 @@ class ComposedBlockReader:
         block_size: tuple[int, int],
         directory: Path,
         names: list[str | None],
+        *,
+        gap: tuple[int, int, int] | None = None,
     ) -> None:
         self._grid = grid
+        self._gap = gap
         # Paint order: top to bottom, left to right, so the block further right or lower wins.
         # Missing blocks are white: left out of the index, so thousands of them cost nothing per tile.
         present = np.flatnonzero(np.fromiter((name is not None for name in names), bool, len(names)))
@@ -180,8 +193,8 @@ class ComposedBlockReader:
         hi = int(np.searchsorted(self._py, box.bottom, side="left"))
         near = np.flatnonzero((self._px[lo:hi] > box.x - self._block_w) & (self._px[lo:hi] < box.right)) + lo
         if len(near) == 0:
-            return None
-        out = np.full((box.height, box.width, 3), 255, np.uint8)
+            return None if self._gap is None else np.full((box.height, box.width, 3), self._gap, np.uint8)
+        out = np.full((box.height, box.width, 3), self._gap or 255, np.uint8)
         for k in near.tolist():
             pixels = self._decoded(int(self._order[k]), (col, row))
             if pixels is None:

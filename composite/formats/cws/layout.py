@@ -187,6 +187,8 @@ class CwsLayout:
             f"iFinalImageQuality={self.plan.levels[index].recorded_quality}",
             f"iAnalysisImageCount={count}",
             f"iZoom={zoom}",
+            # Blocks left out as glass: the colour readers should paint them (docs/cws.md).
+            *([f"tBackgroundColor={','.join(map(str, self.plan.glass.background))}"] if self.plan.glass else []),
             f"tDescription={self.description}",
         ]
 

@@ -145,12 +145,24 @@ def _suffix(ini: IniFile) -> str:
     return kind if kind in (".jpg", ".jpeg") else ".jpg"
 
 
+def background(ini: IniFile) -> tuple[int, int, int] | None:
+    """Our ``tBackgroundColor=R,G,B``: the colour of blocks left out as glass (None: absent or not
+    three levels 0-255; gaps are then white)."""
+    text = ini.text("tBackgroundColor")
+    parts = (text or "").split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) <= 255 for p in parts):
+        return None
+    red, green, blue = (int(p) for p in parts)
+    return red, green, blue
+
+
 class _Levels:
     """Builds the levels of one directory, collecting missing block names on the way."""
 
-    def __init__(self, directory: Path, files: dict[str, str]) -> None:
+    def __init__(self, directory: Path, files: dict[str, str], gap: tuple[int, int, int] | None = None) -> None:
         self.directory = directory
         self.files = files
+        self.gap = gap  # the colour of cells no block is listed for (white when None)
         self.missing: list[str] = []
 
     def paths(self, names: list[str], suffix: str, *, report: bool) -> list[str | None]:
@@ -177,10 +189,11 @@ class _Levels:
                 paths,
                 int(quality) if quality and 1 <= quality <= 100 else None,
                 (geom.block_width, geom.block_height),
+                gap=self.gap,
             )
         else:
             block_size = (geom.block_width, geom.block_height)
-            reader = ComposedBlockReader(grid, px, py, block_size, self.directory, paths)
+            reader = ComposedBlockReader(grid, px, py, block_size, self.directory, paths, gap=self.gap)
         return Level(grid, ds, reader)
 
 
@@ -207,7 +220,7 @@ def open_slide(path: Path) -> Slide:
     crop = specs.get(base_name, {})
     width = min(width, _size(main, crop, "iwidth") or width)
     height = min(height, _size(main, crop, "iheight") or height)
-    builder = _Levels(directory, files)
+    builder = _Levels(directory, files, background(main))
     levels: list[Level] = []
     for name, ini, geom in parsed:
         ds = (geom.ux / base_geom.ux + geom.uy / base_geom.uy) / 2

@@ -2,8 +2,10 @@
 
 The names, INI texts and block bytes are :class:`composite.formats.cws.layout.CwsLayout`'s (the
 layout of docs/cws.md, shared with the server's virtual CWS directories); this module streams
-them to disk: INI files in order, blocks as the plan's tile pipeline delivers them, written by a
-few threads, then the companion images. Encoded edge blocks are
+them to disk: each level's blocks as the plan's tile pipeline delivers them, written by a few
+threads, then its INI file; then the companion images. With ``skip_glass`` the block threads also
+run the glass test (:mod:`composite.glass`): a glass block is neither written nor listed (the
+layout's block filter). Encoded edge blocks are
 padded with the slide's glass colour (:mod:`composite.background`), so a reader that ignores
 ``iWidth``/``iHeight`` shows more glass, not smeared stripes; copied edge blocks keep the source's
 padding (Aperio's is white).
@@ -23,6 +25,8 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from ...codecs import TileEncoding
+from ...glass import GlassMap
 from ...output import ConversionReport, LevelReport, atomic_output
 from ...plan import ConversionPlan, LevelPlan, PlanRules
 from ...progress import ProgressCallback
@@ -30,13 +34,16 @@ from ...tiling import EncodedTile
 from .companions import write_companions
 from .layout import WHOLE_SLIDE, CwsLayout, block_bytes
 
+_STANDALONE = {rgb: TileEncoding("jpeg", rgb=rgb) for rgb in (False, True)}  # the encoding of block_bytes
 DEFAULT_BLOCK = 512
 BLOCK_WRITERS = 2
 BLOCKS_IN_FLIGHT = 64  # encoded blocks queued for writing (a few MB at most)
 
 
-def _write_block(path: str, tile: EncodedTile) -> None:
+def _write_block(path: str, tile: EncodedTile, glass: tuple[GlassMap, int] | None = None) -> None:
     data = block_bytes(tile)
+    if glass is not None and not glass[0].observe(glass[1], tile.col, tile.row, data, _STANDALONE[tile.encoding.rgb]):
+        return  # all glass: neither written nor listed
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         view = memoryview(data)
@@ -54,8 +61,8 @@ class _BlockWriter:
         self._pool = ThreadPoolExecutor(BLOCK_WRITERS, thread_name_prefix="composite-blocks")
         self._pending: deque[Future[None]] = deque()
 
-    def write(self, path: str, tile: EncodedTile) -> None:
-        self._pending.append(self._pool.submit(_write_block, path, tile))
+    def write(self, path: str, tile: EncodedTile, glass: tuple[GlassMap, int] | None = None) -> None:
+        self._pending.append(self._pool.submit(_write_block, path, tile, glass))
         while len(self._pending) > BLOCKS_IN_FLIGHT:
             self._pending.popleft().result()
 
@@ -70,23 +77,25 @@ class _BlockWriter:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _write_level(layout: CwsLayout, level: LevelPlan, directory: Path, progress: ProgressCallback) -> LevelReport:
+def _write_level(
+    layout: CwsLayout, level: LevelPlan, directory: Path, progress: ProgressCallback, glass: GlassMap | None
+) -> LevelReport:
     index = level.index
     copied = 0
     folder = str(directory)
-    with (
-        (directory / layout.ini_names[index]).open("w", encoding="utf-8", newline="\n") as ini,
-        _BlockWriter() as blocks,
-    ):
-        # Positions depend only on the grid: the INI lists blocks in order while the blocks
-        # themselves may arrive in any order (re-encoded levels come in column stripes).
-        for chunk in layout.ini_chunks(index):
-            ini.write(chunk)
+    with _BlockWriter() as blocks:
         for tile in level.tiles(progress=progress):
             if layout.kept(index, tile.col, tile.row):
-                blocks.write(os.path.join(folder, layout.block_file(index, tile.col, tile.row)), tile)
+                path = os.path.join(folder, layout.block_file(index, tile.col, tile.row))
+                blocks.write(path, tile, None if glass is None else (glass, index))
                 copied += tile.copied
-    return level.report(copied)
+    # The INI lists blocks row-major while they arrive in any order (re-encoded levels come in
+    # column stripes), and the glass test decides which are listed: it is written last.
+    with (directory / layout.ini_names[index]).open("w", encoding="utf-8", newline="\n") as ini:
+        for chunk in layout.ini_chunks(index):
+            ini.write(chunk)
+    glass_tiles = 0 if glass is None else level.grid.tile_count - glass.kept_count(index)
+    return level.report(copied, glass_tiles=glass_tiles)
 
 
 def _write_planes(layout: CwsLayout, directory: Path, progress: ProgressCallback) -> None:
@@ -111,6 +120,7 @@ class CwsWriter:
         compressions=("jpeg",),
         pyramid=(4, WHOLE_SLIDE - 1),
         pad_with_background=True,  # encoded edge blocks: the glass colour, for readers showing padding
+        sparse=True,  # a block that is not listed is not there (skip_glass)
     )
 
     def write(self, plan: ConversionPlan, dst: Path, *, progress: ProgressCallback) -> ConversionReport:
@@ -119,9 +129,10 @@ class CwsWriter:
         An existing empty directory at ``dst`` is used; a non-empty one needs ``overwrite``.
         """
         dst = Path(dst)
-        layout = CwsLayout(plan)
+        glass = None if plan.glass is None else GlassMap([level.grid for level in plan.levels], plan.glass)
+        layout = CwsLayout(plan, keep=None if glass is None else glass.keep)
         with atomic_output(dst, overwrite=plan.options.overwrite, directory=True) as tmp:
-            reports = [_write_level(layout, level, tmp, progress) for level in plan.levels]
+            reports = [_write_level(layout, level, tmp, progress, glass) for level in plan.levels]
             _write_planes(layout, tmp, progress)
             levels = [level.level for level in plan.levels]
             associated = write_companions(plan.slide, tmp, levels=levels, quality=plan.levels[0].quality)
