@@ -18,6 +18,7 @@ import pytest
 from tests.fuzz import runner
 from tests.fuzz.campaign import campaign
 from tests.fuzz.cases import special
+from tests.fuzz.seeds import shared_seeds
 
 # Judged here; "noise" (third-party log lines before our error) is reported by the campaign.
 FAILURES = ("traceback", "hang", "memory", "partial", "exit", "message")
@@ -26,7 +27,7 @@ SLICE = {"svs": 16, "tiff": 16, "cws": 20, "aci": 16, "dicom": 12, "image": 6}
 
 @pytest.fixture(scope="session")
 def fuzz_seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fuzz-seeds")
+    return shared_seeds(tmp_path_factory)
 
 
 @pytest.mark.parametrize("fmt", sorted(SLICE))

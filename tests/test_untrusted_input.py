@@ -18,15 +18,16 @@ import pytest
 import composite
 from composite import codecs
 from composite.errors import FormatError, LimitError, TileReadError
+from composite.formats.aci.manifest import Manifest
 from composite.synthetic import write_synthetic_slide
 from tests.fuzz import runner
 from tests.fuzz.binary import parse_tiff
-from tests.fuzz.seeds import copy_seed, make_seeds
+from tests.fuzz.seeds import copy_seed, make_seeds, shared_seeds
 
 
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return {s.name: s.path for s in make_seeds(tmp_path_factory.mktemp("seeds"))}
+    return {s.name: s.path for s in make_seeds(shared_seeds(tmp_path_factory))}
 
 
 def cli(argv: list[str], case: Path) -> runner.RunResult:
@@ -257,6 +258,15 @@ def test_damaged_tiles_in_worker_threads_name_path_and_tile(tmp_path: Path) -> N
     one_line(cli(argv, tmp_path), f"{path}: tile (")
 
 
+def _line_by_line(text: str) -> object:
+    """``text`` parsed by the line parser alone (the columnar path switched off)."""
+    from composite.formats.aci import manifest
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(manifest, "_only_plain_images", lambda text, source: None)
+        return manifest.parse_manifest(text, source="m.aci")
+
+
 def test_the_fast_manifest_path_reads_what_the_line_parser_reads() -> None:
     import random
 
@@ -275,7 +285,59 @@ def test_the_fast_manifest_path_reads_what_the_line_parser_reads() -> None:
     text = "\n".join(lines) + "\n"
     fast = parse_manifest(text, source="m.aci")
     assert len(fast.layers) == 5
-    slow = parse_manifest(text + "# forces the line parser\n", source="m.aci")
+    slow = _line_by_line(text)
+    assert fast.layers[0].components.__class__.__name__ == "ComponentTable"
     assert fast == slow
     assert [c.line for _, c in fast.components()] == [c.line for _, c in slow.components()]
     assert parse_manifest("a.svs 1 2\n\nb.svs 3 4\n") == parse_manifest("a.svs 1 2\nb.svs 3 4\n")
+    mixed = parse_manifest("edgetrim=no\n# made by hand\n\na.svs 1 2\n0 0\nb.svs 3 4\n")
+    assert mixed.layers[0].components.__class__.__name__ == "ComponentTable" and not mixed.edgetrim
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a 1 2\nb 3 4\na 5 6\n",  # paths without spaces: one segment, no layer line
+        "0 0\na 1 2\n1 5\n2 7\nb 3 4\n",  # an empty layer between two
+        "a 1 2\n0 0\nb 3 4\n3 1.5\n",  # "0 0" names the implicit layer; a last layer without images
+        "a 1 2\n0 4\nb 3 4\n",  # layer 0 declared again: refused by both
+        "1 2\na 1 2\n1 3\nb 3 4\n",  # layer 1 twice
+        "a 1 2\r\n\tb  3\t4 \r\n",  # CRLF, tabs, runs of spaces
+        "a 1 2\nb 0 99999999999999\n",  # an offset past any canvas: refused with its line
+        "a 1 2\nb -3 4\n",  # a sign
+        "5 5 5\n7 8\n",  # a path that is a number, then a layer
+        "edgetrim=no\n# note\n\na 1 2\n x = y \r\n1 3\nb 3 4\n",  # attributes, comments, blank lines
+        "a=b 1 2\nc 1 2\n1x=y 3 4\n",  # '=' in the first word: an attribute, or a path
+        "edgetrim=maybe\na 1 2\n",  # refused with its line
+        "a 1 2 (q=80)\nb 3 4\n",  # quality words: the line parser
+    ],
+)
+@pytest.mark.parametrize("chunk", [1 << 20, 7])
+def test_the_fast_manifest_path_agrees_on_edge_cases(text: str, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from composite.formats.aci import table
+    from composite.formats.aci.manifest import parse_manifest
+
+    monkeypatch.setattr(table, "_CHUNK", chunk)  # 7: the columns are read a line or two at a time
+    outcomes: list[tuple[object, object]] = []
+    for parse in (lambda: parse_manifest(text, source="m.aci"), lambda: _line_by_line(text)):
+        try:
+            m = parse()
+            assert isinstance(m, Manifest)
+            outcomes.append(([(layer.number, layer.z, list(layer.components)) for layer in m.layers], m))
+        except ValueError as err:
+            outcomes.append((str(err), None))
+    assert outcomes[0][0] == outcomes[1][0]
+    fast, slow = outcomes[0][1], outcomes[1][1]
+    if isinstance(fast, Manifest) and isinstance(slow, Manifest):
+        assert fast == slow and [c.line for _, c in fast.components()] == [c.line for _, c in slow.components()]
+
+
+def test_the_fast_manifest_path_reports_the_image_limit_at_its_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from composite.formats.aci import manifest
+
+    monkeypatch.setattr(manifest, "MAX_COMPONENTS", 5)
+    text = "a 0 0\n1 1\n" + "b 1 1\n" * 3 + "2 2\n" + "c 2 2\n" * 3
+    with pytest.raises(LimitError, match=r"m\.aci:8: more than 5 images"):
+        manifest.parse_manifest(text, source="m.aci")
+    with pytest.raises(LimitError, match=r"m\.aci:8: more than 5 images"):
+        _line_by_line(text)

@@ -19,6 +19,7 @@ from .manifest import read_manifest
 from .paths import manifest_base, resolve_component
 from .reader import MAX_DEPTH, NAME, open_slide, open_source
 from .sniff import looks_like_aci
+from .table import first_lines
 
 __all__ = ["MAX_DEPTH", "NAME", "open_slide", "open_source", "sniff", "source_files"]
 
@@ -47,8 +48,7 @@ def source_files(path: Path) -> list[Path]:
         except (OSError, CompositeError):
             continue
         base = manifest_base(manifest)
-        lines = {component.path: component.line for _, component in parsed.components()}
-        for raw, line in lines.items():
+        for raw, line in first_lines(parsed).items():
             try:
                 real = resolve_component(raw, manifest=manifest, line=line, base=base, allow_outside=True)
             except (CompositeError, OSError, RuntimeError):

@@ -22,14 +22,19 @@ of attribute lines among image lines, the exact spacing of the original text.
 from __future__ import annotations
 
 import math
+import os
 import re
-from collections.abc import Iterator
+import stat
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from ...errors import FormatError, LimitError, where
 from ...limits import read_regular
 from ...replace import atomic_output
+from .table import ComponentTable, IntArray, other_lines, parse_plain
 
 MAX_COMPONENTS = 1_000_000
 MAX_CANVAS_PIXELS = 10**12
@@ -41,10 +46,6 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _ATTRIBUTE = re.compile(r"([A-Za-z_][A-Za-z0-9_.\-]*)\s*=\s*(.*)")
 _WORD = re.compile(r"\S+")
 _PLAIN_IMAGE = re.compile(r"(.*\S)\s+(\d+)\s+(\d+)")  # the common line: no signs, no quality words
-_FAST_LINES = re.compile(  # a plain image line, or a layer line with a plain layer number
-    r"^[ \t]*(?:(\S.*\S|\S)[ \t]+(\d+)[ \t]+(\d+)|(\d+)[ \t]+([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?))[ \t\r]*$",
-    re.MULTILINE,
-)
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
 
@@ -66,7 +67,7 @@ class Layer:
 
     number: int
     z: float
-    components: tuple[Component, ...]
+    components: Sequence[Component]  # a tuple, or a ComponentTable from the fast parser
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +105,21 @@ class Manifest:
 def read_manifest(path: str | Path) -> Manifest:
     """Parse the manifest file at ``path`` (size-limited before reading)."""
     path = Path(path)
+    try:
+        st = os.stat(path)
+        key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except (OSError, ValueError):
+        key = None
+    if key is not None and _LAST and _LAST[0][0] == key:
+        return _LAST[0][1]  # the same unchanged file again (a convert checks its sources, then opens)
     data = read_regular(path, limit=MAX_MANIFEST_BYTES, error=FormatError, what="manifest")
-    return parse_manifest(decode(data), source=str(path))
+    manifest = parse_manifest(decode(data), source=str(path))
+    if key is not None and stat.S_ISREG(st.st_mode):
+        _LAST[:] = [(key, manifest)]
+    return manifest
+
+
+_LAST: list[tuple[tuple[object, ...], Manifest]] = []  # the last manifest read, by name and file state
 
 
 def decode(data: bytes) -> str:
@@ -133,54 +147,59 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
 
 
 def _only_plain_images(text: str, source: str) -> Manifest | None:
-    """The manifest, when every line is a plain image line or a layer line (the shape of huge
-    generated manifests).
+    """The manifest, when every image line is a plain ``<path> <Y> <X>`` line (the shape of
+    huge generated manifests).
 
-    One regular expression over the whole text instead of a classification per line, so a
-    million-line manifest parses in a fraction of the time. None (parse line by line) for
-    anything else: blank or comment lines, attributes, other whitespace, non-ASCII text, or a
-    line at a limit (the line-by-line parser then reports it with its line number).
+    The other lines (layer, attribute, comment, blank) are found with one regular expression
+    and go through the line parser's own rules; the image lines between them go straight into
+    the columns of a :class:`~.table.ComponentTable` (no Python object per line): a million
+    lines parse in about a second. None (parse line by line) for anything else: an image line
+    with quality words or signs, unusual whitespace, non-ASCII text, NUL, or a line at a limit
+    (the line-by-line parser then reports it with its line number).
     """
-    if "=" in text or "#" in text or not text.isascii() or "\x0b" in text or "\x0c" in text:
+    if not text.isascii() or any(c in text for c in "\x0b\x0c\x00\x1c\x1d\x1e\x1f"):
         return None
     body = text[:-1] if text.endswith("\n") else text
-    count = body.count("\n") + 1
     if not body:
         return None
-    rows = _FAST_LINES.findall(body)
-    if len(rows) != count:
-        return None  # some line is neither
     builder = _Builder(source)
-    paths: dict[str, str] = {}
-    components: list[Component] | None = None
-    max_x = max_y = images = 0
-    for number, (raw, y_text, x_text, layer, z) in enumerate(rows, start=1):
-        if not raw:
-            builder.add_layer(layer, z, number)
-            components = None
-            continue
-        images += 1
-        if images > MAX_COMPONENTS:
-            raise LimitError(f"{where(source, number)}: more than {MAX_COMPONENTS} images in one manifest")
-        if components is None:
-            if not builder.layers:
-                builder.layers.append((0, 0.0, []))
-                builder.implicit = True
-            components = builder.layers[-1][2]
-        path = paths.get(raw)
-        if path is None:
-            if len(raw) > MAX_LINE_CHARS:
-                return None
-            path = paths[raw] = raw
-        y, x = int(y_text), int(x_text)
-        if x > max_x:
-            max_x = x
-        if y > max_y:
-            max_y = y
-        components.append(Component(path, y, x, (), number))
+    index: dict[str, int] = {}
+    columns: list[list[tuple[IntArray, ...]]] = []  # per layer of the builder: its runs of image lines
+    position, line = 0, 1
+    for start, end, kind in [*other_lines(body), (len(body) + 1, len(body) + 1, "")]:
+        segment = body[position : max(position, start - 1)]
+        run = parse_plain(segment, line, index) if start > position else None
+        if start > position and run is None:
+            return None
+        if run is not None:
+            builder.start_implicit()
+            columns += [[] for _ in range(len(builder.layers) - len(columns))]
+            columns[-1].append(run)
+        line += segment.count("\n") + (1 if start > position else 0)
+        if not kind:
+            break
+        if end - start > MAX_LINE_CHARS:
+            return None
+        if kind != "skip":
+            builder.add(body[start:end].strip(), line)
+            columns += [[] for _ in range(len(builder.layers) - len(columns))]
+        position, line = end + 1, line + 1
+    paths = list(index)
+    if any(len(p) > MAX_LINE_CHARS for p in paths):
+        return None
+    tables = [ComponentTable.of_runs(paths, runs) for runs in columns]
+    images = sum(len(t) for t in tables)
+    if images > MAX_COMPONENTS:
+        lines = np.sort(np.concatenate([t.lines for t in tables]))
+        raise LimitError(
+            f"{where(source, int(lines[MAX_COMPONENTS]))}: more than {MAX_COMPONENTS} images in one manifest"
+        )
+    max_x = max((int(t.xs.max()) for t in tables if len(t)), default=0)
+    max_y = max((int(t.ys.max()) for t in tables if len(t)), default=0)
     if max_x > MAX_CANVAS_PIXELS or max_y > MAX_CANVAS_PIXELS or (max_x + 1) * (max_y + 1) > MAX_CANVAS_PIXELS:
         return None
-    return builder.finish()
+    layers = tuple(Layer(n, z, table) for (n, z, _), table in zip(builder.layers, tables, strict=True))
+    return Manifest(tuple(builder.attributes), layers, source=source)
 
 
 class _Builder:
@@ -191,6 +210,7 @@ class _Builder:
         self.attributes: list[tuple[str, str]] = []
         self.layers: list[tuple[int, float, list[Component]]] = []
         self.implicit = False
+        self.numbers: set[int] = set()
         self.count = 0
         self.max_x = 0
         self.max_y = 0
@@ -218,6 +238,13 @@ class _Builder:
             return
         self.add_component(parse_image_line(line, source=self.source, line=number))
 
+    def start_implicit(self) -> None:
+        """Images before any layer line are layer 0 at Z 0."""
+        if not self.layers:
+            self.layers.append((0, 0.0, []))
+            self.numbers.add(0)
+            self.implicit = True
+
     def add_layer(self, layer_word: str, z_word: str, number: int) -> None:
         if not _INT.fullmatch(layer_word) or int(layer_word) < 0:
             raise self.error(number, f"layer number must be a non-negative integer, got {layer_word!r}")
@@ -231,10 +258,11 @@ class _Builder:
             previous_z = self.layers[-1][1]
             if z <= previous_z:
                 raise self.error(number, f"layers must come in ascending Z: Z {z_word} after Z {previous_z:g}")
-            if any(layer == n for n, _, _ in self.layers):
+            if layer in self.numbers:
                 raise self.error(number, f"layer {layer} is declared twice")
         self.implicit = False
         self.layers.append((layer, z, []))
+        self.numbers.add(layer)
 
     def add_component(self, component: Component) -> None:
         self.count += 1
@@ -244,9 +272,7 @@ class _Builder:
             self.max_x = max(self.max_x, component.x)
             self.max_y = max(self.max_y, component.y)
             self.check_canvas(component.line)
-        if not self.layers:
-            self.layers.append((0, 0.0, []))
-            self.implicit = True
+        self.start_implicit()
         path = self.paths.setdefault(component.path, component.path)
         if path is not component.path:
             component = Component(path, component.y, component.x, component.quality, component.line)

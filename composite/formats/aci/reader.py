@@ -28,9 +28,10 @@ from ...limits import identity
 from ...model import Level, Slide
 from .canvas import CompositeTileReader, LayerIndex, trimmed_sizes
 from .components import DEFAULT_MAX_OPEN, ComponentInfo, ComponentPool
-from .manifest import MAX_CANVAS_PIXELS, Component, Manifest, read_manifest
+from .manifest import MAX_CANVAS_PIXELS, Manifest, read_manifest
 from .paths import manifest_base, resolve_component
 from .sniff import looks_like_aci
+from .table import ComponentTable, first_lines
 
 NAME = "aci"
 _OPENING: ContextVar[tuple[tuple[int, int], ...]] = ContextVar("composite_aci_opening", default=())
@@ -96,19 +97,17 @@ class _Opener:
         by_text: dict[str, int] = {}
         by_real: dict[Path, int] = {}
         reals: list[Path] = []
-        first: list[Component] = []
-        for _, component in manifest.components():
-            if component.path in by_text:
-                continue
-            real = resolve_component(
-                component.path, manifest=path, line=component.line, base=base, allow_outside=self.allow_outside
-            )
+        first: list[tuple[str, int]] = []
+        for raw, line in first_lines(manifest).items():
+            real = resolve_component(raw, manifest=path, line=line, base=base, allow_outside=self.allow_outside)
             if real not in by_real:
                 by_real[real] = len(reals)
                 reals.append(real)
-                first.append(component)
-            by_text[component.path] = by_real[real]
-        infos = [self._info(real, path, c.line, c.path, depth, stack) for real, c in zip(reals, first, strict=True)]
+                first.append((raw, line))
+            by_text[raw] = by_real[real]
+        infos = [
+            self._info(real, path, line, raw, depth, stack) for real, (raw, line) in zip(reals, first, strict=True)
+        ]
         return by_text, infos, reals
 
     def _info(
@@ -162,9 +161,9 @@ def _build(
     for layer in manifest.layers:
         if not layer.components:
             continue
-        xs = np.array([c.x for c in layer.components], np.int64)
-        ys = np.array([c.y for c in layer.components], np.int64)
-        ids = np.array([files[c.path] for c in layer.components], np.int64)
+        table = ComponentTable.of(layer.components)
+        xs, ys = table.xs, table.ys
+        ids = np.array([files[p] for p in table.paths], np.int64)[table.ids]
         ws, hs = widths[ids], heights[ids]
         if manifest.edgetrim:
             ws, hs = trimmed_sizes(xs, ys, ws, hs)
