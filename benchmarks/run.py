@@ -1,10 +1,12 @@
 """Speed and memory of our conversions against libvips and the disk, measured in one run.
 
 ``make bench`` (or ``.venv/bin/python benchmarks/run.py``) makes a synthetic 40,000 x 30,000 SVS
-(``--big``: 100,000 x 80,000; cached under benchmarks/cache/), runs every job below as a child
-process and prints one table: wall time, level-0 megapixels per second, CPU use (CPU time / wall
-time), peak RSS, and each job's speed and memory against the peer doing the same work. Results
-are also written as JSON to benchmarks/results/. See benchmarks/README.md.
+(``--big``: 100,000 x 80,000, ``--small``: 12,000 x 9,000; cached under benchmarks/cache/), runs
+every job below as a child process and prints one table: wall time, level-0 megapixels per
+second, CPU use (CPU time / wall time), peak RSS, and each job's speed and memory against the
+peer doing the same work; each re-encode job also gets its speed as a share of the codec ceiling
+(ceiling.py: its level-0 tiles decoded and encoded at its settings, nothing else). Results are
+also written as JSON to benchmarks/results/. See benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -68,6 +70,18 @@ class Job:
     name: str
     command: Command
     peers: tuple[str, ...] = ()
+    ceiling: str | None = None  # the codec ceiling job of a re-encode job
+
+
+def _ceiling(*options: str, cws: bool = False) -> Command:
+    """ceiling.py on the SVS (or on job 4's CWS blocks): its result file replaces the measured time."""
+
+    def command(ctx: Context, out: Path) -> list[str]:
+        src = inputs.our_block_cws(ctx.svs, refresh=ctx.refresh) if cws else ctx.svs
+        result = out.with_suffix(".ceiling.json")
+        return [sys.executable, str(HERE / "ceiling.py"), str(src), str(result), "--quality", "80", *options]
+
+    return command
 
 
 def _wsidicomizer(ctx: Context, out: Path) -> list[str]:
@@ -119,6 +133,7 @@ JOBS = (
         "ours: SVS -> CWS re-encoded 256 Q80",
         lambda c, o: c.ours("cws", c.svs, o, "--tile-size", "256", "--quality", "80"),
         ("3",),
+        "c",
     ),
     # 2y and 6y write what libvips writes (YCbCr 4:2:0 JPEG); 2 and 6 write Aperio's RGB JPEG,
     # which has twice the samples to encode: the like-for-like comparison is 2y/6y.
@@ -127,6 +142,7 @@ JOBS = (
         "ours: SVS -> CWS re-encoded 256 Q80 YCbCr",
         lambda c, o: c.ours("cws", c.svs, o, "--tile-size", "256", "--quality", "80", "--ycbcr"),
         ("3",),
+        "cy",
     ),
     Job("3", "libvips (pip) dzsave 256 Q80, tiffload", lambda c, o: c.pip_vips("dzsave", c.svs, o)),
     Job("3b", "libvips (Debian CLI) vips dzsave 256 Q80", _system_dzsave),
@@ -137,6 +153,7 @@ JOBS = (
         "ours: CWS 752x480 -> SVS re-encoded 256 Q80",
         _cws_to_svs("--tile-size", "256", "--quality", "80"),
         ("7",),
+        "c4",
     ),
     # 4y writes what job 7's tiffsave writes (YCbCr 4:2:0), like 2y and 6y.
     Job(
@@ -144,6 +161,7 @@ JOBS = (
         "ours: CWS 752x480 -> SVS 256 Q80 YCbCr",
         _cws_to_svs("--tile-size", "256", "--quality", "80", "--ycbcr"),
         ("7",),
+        "c4y",
     ),
     Job(
         "5", "libvips (pip) tiffsave 256 Q80 pyramid", lambda c, o: c.pip_vips("tiffsave", c.svs, o.with_suffix(".tif"))
@@ -153,18 +171,25 @@ JOBS = (
         "ours: SVS -> SVS re-encoded 256 Q80",
         lambda c, o: c.ours("svs", c.svs, o.with_suffix(".svs"), "--tile-size", "256", "--quality", "80"),
         ("5",),
+        "c",
     ),
     Job(
         "6y",
         "ours: SVS -> SVS re-encoded 256 Q80 YCbCr",
         lambda c, o: c.ours("svs", c.svs, o.with_suffix(".svs"), "--tile-size", "256", "--quality", "80", "--ycbcr"),
         ("5",),
+        "cy",
     ),
     Job("7", "libvips (pip) arrayjoin 752x480 + tiffsave", _arrayjoin),
     Job("8", "plain copy of tile bytes, 1 file each", _plain_copy),
     # DICOM WSI: every level an instance, the SVS's JPEG tiles copied as frames (both tools)
     Job("9", "ours: SVS -> DICOM default (byte copy)", lambda c, o: c.ours("dicom", c.svs, o), ("9w",)),
     Job("9w", "wsidicomizer (pip) SVS -> DICOM default", _wsidicomizer),
+    # Codec ceilings (run with any job naming them): level-0 tiles decoded + encoded Q80, nothing else
+    Job("c", "codec ceiling: SVS tiles -> RGB JPEG Q80", _ceiling()),
+    Job("cy", "codec ceiling: SVS tiles -> YCbCr JPEG Q80", _ceiling("--ycbcr")),
+    Job("c4", "codec ceiling: CWS blocks -> RGB JPEG Q80", _ceiling(cws=True)),
+    Job("c4y", "codec ceiling: CWS blocks -> YCbCr JPEG Q80", _ceiling("--ycbcr", cws=True)),
 )
 
 
@@ -177,11 +202,12 @@ def _select(spec: str | None) -> list[Job]:
     unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("byw") for j in JOBS}
     if unknown:
         raise ValueError(f"unknown job(s) {', '.join(sorted(unknown))} (known: {', '.join(j.id for j in JOBS)})")
-    return chosen
+    ceilings = {j.ceiling for j in chosen if j.ceiling}  # a re-encode job brings its codec ceiling
+    return [j for j in JOBS if j in chosen or j.id in ceilings]
 
 
 def _clear(out: Path) -> None:
-    for path in (out, out.with_suffix(".svs"), out.with_suffix(".tif"), out.with_suffix(".dzi")):
+    for path in (out, *(out.with_suffix(x) for x in (".svs", ".tif", ".dzi", ".ceiling.json"))):
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
@@ -206,6 +232,11 @@ def run_job(job: Job, ctx: Context, *, sync: bool, keep: bool) -> Measurement | 
     os.sync()  # the previous job's writes must not be flushed on this one's clock
     result = run_measured(argv, sync=sync, log=OUT / f"job{job.id}.log")
     ctx.notes.setdefault(f"{job.id} command", " ".join(argv))
+    ceiling = out.with_suffix(".ceiling.json")
+    if result.ok and ceiling.exists():  # a codec ceiling: its codec section's time, not the process's
+        codec = json.loads(ceiling.read_text())
+        ceiling.unlink()
+        result = dataclasses.replace(result, wall_s=codec["codec_wall_s"], cpu_s=codec["codec_cpu_s"])
     if result.ok and job.id == "1":
         ctx.cws_blocks = _count_blocks(out)
         ctx.notes["1"] = f"{ctx.cws_blocks} block files"
@@ -240,6 +271,9 @@ def _table(jobs: list[Job], results: dict[str, dict[str, object]], megapixels: f
             if isinstance(other, dict):
                 speed = other["wall_s"] / s["wall_s"]
                 versus.append(f"{speed:.2f}x speed, {s['peak_rss_mb'] / other['peak_rss_mb']:.2f}x RSS of {peer}")
+        ceiling = results.get(job.ceiling or "", {}).get("summary")
+        if isinstance(ceiling, dict):
+            versus.append(f"{100 * ceiling['wall_s'] / s['wall_s']:.0f}% of ceiling {job.ceiling}")
         lines.append(
             f"{job.id:<4} {job.name:<44} {s['wall_s']:8.2f} {megapixels / s['wall_s']:7.1f} "
             f"{s['cpu_use']:7.2f} {s['peak_rss_mb']:7.0f} {s['load1']:5.1f}  {'; '.join(versus)}"
@@ -249,7 +283,9 @@ def _table(jobs: list[Job], results: dict[str, dict[str, object]], megapixels: f
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--big", action="store_true", help="100,000 x 80,000 px instead of 40,000 x 30,000")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--big", action="store_true", help="100,000 x 80,000 px instead of 40,000 x 30,000")
+    size.add_argument("--small", action="store_true", help="12,000 x 9,000 px (a biopsy) instead of 40,000 x 30,000")
     parser.add_argument("--jobs", help="comma-separated job ids to run (default: all), e.g. 1,3")
     parser.add_argument("--repeat", type=int, default=1, help="runs per job, interleaved (median wall is shown)")
     parser.add_argument("--sync", action="store_true", help="count flushing each job's writes to disk in its time")
@@ -260,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = _select(args.jobs)
     except ValueError as err:
         parser.error(str(err))
-    width, height = (100_000, 80_000) if args.big else (40_000, 30_000)
+    width, height = (100_000, 80_000) if args.big else (12_000, 9_000) if args.small else (40_000, 30_000)
     needs_vips = any(j.id in {"3", "5", "7"} for j in jobs)
     ctx = Context(
         svs=inputs.synthetic_slide(width, height),

@@ -18,7 +18,7 @@ from composite import codecs
 from composite.cli import main as cli_main
 from composite.convert import WriteOptions, convert
 from composite.errors import OutputExistsError, UnsupportedFormatError
-from composite.formats.cws import write as cws_write
+from composite.formats.cws import companions as cws_companions
 from composite.registry import open_slide
 from composite.resample import box_downsample
 from composite.synthetic import write_synthetic_slide
@@ -228,7 +228,7 @@ def test_interrupted_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Mo
     def fail(*args: object, **kwargs: object) -> list[str]:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cws_write, "write_companions", fail)
+    monkeypatch.setattr(cws_companions, "write_companions", fail)  # runs alongside the levels
     with pytest.raises(RuntimeError), open_slide(small) as slide:
         convert(slide, tmp_path / "out", to="cws")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.svs"]
@@ -294,3 +294,41 @@ def test_cws_to_cws_copies_every_block(copied_cws: tuple[Path, list[int]], tmp_p
     assert (tmp_path / "again" / "FinalScan.ini").read_text() == (directory / "FinalScan.ini").read_text().replace(
         "tWebSlideTitle=wide.svs", "tWebSlideTitle=wide"
     )
+
+
+def test_companions_come_from_the_smallest_level_that_holds_them(tmp_path: Path) -> None:
+    """A 9000 x 2200 slide: Ss1 is 563 x 138 (1/16, rounded up) and the source's 1/16 level is one
+    pixel short (562 x 137); Ss1 is made from that level (its last row and column repeated), not
+    by decoding the 1/4 level again, and the thumbnail (1024 px) from the 1/4 level; both match
+    those levels as tifffile reads them."""
+    src = write_synthetic_slide(tmp_path / "s.svs", width=9000, height=2200)
+    read: list[tuple[int, int]] = []
+    with open_slide(src) as slide:
+        for level in slide.levels:
+            inner = level.reader.read_tile
+
+            def counted(col: int, row: int, inner: Any = inner, size: tuple[int, int] = level.dimensions) -> Any:
+                read.append(size)
+                return inner(col, row)
+
+            level.reader.read_tile = counted  # type: ignore[method-assign]
+        assert [lvl.dimensions for lvl in slide.levels] == [(9000, 2200), (2250, 550), (562, 137)]
+        convert(slide, tmp_path / "out", to="cws")
+    assert (9000, 2200) not in read
+    assert read.count((2250, 550)) == 10 * 3  # the 1/4 level decoded once, for the thumbnail
+    with tifffile.TiffFile(src) as tif:
+        quarter, sixteenth = (page.asarray() for page in list(tif.pages)[1:] if page.is_tiled)
+
+    def as_written(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:  # companions are YCbCr 4:2:0 JPEG at Q90
+        return codecs.decode_jpeg(codecs.encode_jpeg(np.ascontiguousarray(pixels), quality=90))
+
+    padded = np.pad(sixteenth, ((0, 1), (0, 1), (0, 0)), mode="edge")
+    stretched = np.asarray(Image.fromarray(sixteenth).resize((563, 138), Image.Resampling.BOX))
+    with Image.open(tmp_path / "out" / "Ss1.jpg") as image:
+        ss1 = np.asarray(image.convert("RGB"))
+    assert ss1.shape == (138, 563, 3)
+    assert psnr(ss1, as_written(padded)) >= 45 and psnr(ss1, as_written(stretched)) < 30  # pixels not moved
+    reference = np.asarray(Image.fromarray(box_downsample(quarter, 2)).resize((1024, 250), Image.Resampling.BOX))
+    with Image.open(tmp_path / "out" / "SlideThumb.jpg") as image:
+        assert image.size == (1024, 250)
+        assert psnr(np.asarray(image.convert("RGB")), as_written(reference)) >= 30  # resized strip by strip

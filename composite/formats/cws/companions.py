@@ -1,19 +1,24 @@
 """The companion images of a CWS directory we write: SlideThumb, Ss1, Label and Macro.
 
 ``SlideThumb.jpg`` is 1024 px wide and ``Ss1.jpg`` 1/16 of the base resolution (capped at
-8192 px on the long side), both computed from the lower levels just written: never from level 0
-when the slide has another level (a slide under 4096 px wide gets a thumbnail upscaled from
-level 1), so copying a slide's level 0 never decodes it. ``Label.jpg``/``Macro.jpg`` copy the
-source's label and macro: a JPEG is copied as a standalone JPEG (tables merged, Adobe marker for
-RGB), anything else (Aperio's LZW label) is encoded. Thumbnail and Ss1 are read a strip at a
-time (its pieces on two threads) and encoded strip by strip (:class:`~composite.codecs.JpegStripWriter`),
-so memory holds about two strips of the image written (at most 8192 px wide); nothing is read back
-from the directory.
+8192 px on the long side), both computed from the smallest of the levels just written that is
+large enough (a level one pixel short counts: a 9,000 px slide's 1/16 level is 562 px high, its
+Ss1 563), never from level 0 when the slide has another level (a slide under 4096 px wide gets a
+thumbnail upscaled from level 1), so copying a slide's level 0 never decodes it. When those
+levels are stored ones (not computed while writing), :func:`companions_alongside` makes the
+companions on a thread while the writer writes the levels (a byte copy leaves a core idle).
+``Label.jpg``/``Macro.jpg`` copy the source's label and macro: a JPEG is copied as a standalone
+JPEG (tables merged, Adobe marker for RGB), anything else (Aperio's LZW label) is encoded.
+Thumbnail and Ss1 are read a strip at a time (its pieces on two threads) and encoded strip by
+strip (:class:`~composite.codecs.JpegStripWriter`), so memory holds about two strips of the image
+written (at most 8192 px wide); nothing is read back from the directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +29,7 @@ from ... import codecs
 from ...codecs import RGBArray
 from ...model import AssociatedImage, Level, Slide
 from ...output import ASSOCIATED_QUALITY
+from ...pyramid import DownsampledLevel
 from ...resample import box_downsample, resize
 
 THUMB_WIDTH = 1024
@@ -34,9 +40,10 @@ WORKERS = 2  # pieces of a strip read and reduced at once
 
 
 def _source_level(levels: list[Level], size: tuple[int, int]) -> Level:
-    """The coarsest level at least ``size``; level 0 only when there is no other level (a level-1
-    image is upscaled instead), so that a copying conversion never decodes level 0."""
-    candidates = [level for level in levels if level.width >= size[0] and level.height >= size[1]]
+    """The coarsest level at least ``size`` (one pixel short counts: rounding); level 0 only when
+    there is no other level (a level-1 image is upscaled instead), so that a copying conversion
+    never decodes level 0."""
+    candidates = [level for level in levels if level.width >= size[0] - 1 and level.height >= size[1] - 1]
     level = candidates[-1] if candidates else levels[-1]
     if level is levels[0] and len(levels) > 1:
         level = levels[1]
@@ -55,6 +62,9 @@ def _reduced(level: Level, size: tuple[int, int]) -> Iterator[RGBArray]:
     period = math.lcm(factor, level.grid.tile_width)
     chunk = period * max(1, CHUNK // period) if period <= CHUNK else max(factor, CHUNK // factor * factor)
     reduced_width = -(-level.width // factor)
+    # A level one pixel short (its size rounded down where ours rounds up) is padded by repeating
+    # its last row and column, not stretched: its pixels stay where they are.
+    pad = factor == 1 and 0 <= width - level.width <= 1 and 0 <= height - level.height <= 1
     done = 0
     with ThreadPoolExecutor(WORKERS, thread_name_prefix="composite-companions") as pool:
         for y in range(0, level.height, rows):
@@ -66,6 +76,10 @@ def _reduced(level: Level, size: tuple[int, int]) -> Iterator[RGBArray]:
                 strip[:, x // factor : x // factor + piece.shape[1]] = piece
 
             list(pool.map(reduce, range(0, level.width, chunk)))
+            if pad:
+                extra = height - level.height if y + strip_rows >= level.height else 0
+                yield np.pad(strip, ((0, extra), (0, width - level.width), (0, 0)), mode="edge")
+                continue
             end = round((y + strip_rows) * height / level.height)
             if end > done:
                 yield resize(strip, (width, end - done))
@@ -118,15 +132,20 @@ def _associated_jpeg(image: AssociatedImage, quality: int) -> bytes:
     return codecs.encode_jpeg(image.read(), quality=quality)
 
 
+def _sizes(slide: Slide) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The sizes of SlideThumb and Ss1."""
+    width, height = slide.dimensions
+    thumb_w = min(THUMB_WIDTH, width)
+    thumb_size = _fit(thumb_w, max(1, round(height * thumb_w / width)), 65_535)  # a JPEG side; 16 x 65,536 px slides
+    return thumb_size, _fit(math.ceil(width / SS1_DOWNSAMPLE), math.ceil(height / SS1_DOWNSAMPLE), SS1_MAX)
+
+
 def write_companions(slide: Slide, directory: Path, *, levels: list[Level], quality: int) -> list[str]:
     """Write the companion JPEGs into ``directory``, scaled from ``levels`` (the levels just
     written: the source's own or computed ones, so nothing is read back); their names."""
     quality = max(quality, ASSOCIATED_QUALITY)
-    width, height = slide.dimensions
-    thumb_w = min(THUMB_WIDTH, width)
-    thumb_size = _fit(thumb_w, max(1, round(height * thumb_w / width)), 65_535)  # a JPEG side; 16 x 65,536 px slides
+    thumb_size, ss1_size = _sizes(slide)
     _write_scaled(levels, thumb_size, directory / "SlideThumb.jpg", quality=quality)
-    ss1_size = _fit(math.ceil(width / SS1_DOWNSAMPLE), math.ceil(height / SS1_DOWNSAMPLE), SS1_MAX)
     _write_scaled(levels, ss1_size, directory / "Ss1.jpg", quality=quality)
     names = ["thumbnail", "ss1"]
     for name, file_name in (("label", "Label.jpg"), ("macro", "Macro.jpg")):
@@ -135,3 +154,38 @@ def write_companions(slide: Slide, directory: Path, *, levels: list[Level], qual
             (directory / file_name).write_bytes(_associated_jpeg(image, quality))
             names.append(name)
     return names
+
+
+class Companions:
+    """The companions' names once written (:func:`companions_alongside`)."""
+
+    names: list[str]
+
+
+@contextlib.contextmanager
+def companions_alongside(slide: Slide, directory: Path, *, levels: list[Level], quality: int) -> Iterator[Companions]:
+    """:func:`write_companions` for a writer's ``with`` block: started on a thread at once when the
+    levels it reads are stored ones, else (a level computed while writing) run when the block ends.
+    Either way they are complete, or their error raised, when the block is left."""
+    done = Companions()
+    sources = [_source_level(levels, size) for size in _sizes(slide)]
+    if any(isinstance(level, DownsampledLevel) for level in sources):
+        yield done
+        done.names = write_companions(slide, directory, levels=levels, quality=quality)
+        return
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            done.names = write_companions(slide, directory, levels=levels, quality=quality)
+        except BaseException as err:  # raised in the writer's thread below
+            failed.append(err)
+
+    thread = threading.Thread(target=run, name="composite-companions", daemon=True)
+    thread.start()
+    try:
+        yield done
+    finally:
+        thread.join()  # also when the block failed: nothing may still write into the directory
+    if failed:
+        raise failed[0]

@@ -31,7 +31,7 @@ from ...output import ConversionReport, LevelReport, atomic_output
 from ...plan import ConversionPlan, LevelPlan, PlanRules
 from ...progress import ProgressCallback
 from ...tiling import EncodedTile
-from .companions import write_companions
+from .companions import companions_alongside
 from .layout import WHOLE_SLIDE, CwsLayout, block_bytes
 
 _STANDALONE = {rgb: TileEncoding("jpeg", rgb=rgb) for rgb in (False, True)}  # the encoding of block_bytes
@@ -131,12 +131,14 @@ class CwsWriter:
         dst = Path(dst)
         glass = None if plan.glass is None else GlassMap([level.grid for level in plan.levels], plan.glass)
         layout = CwsLayout(plan, keep=None if glass is None else glass.keep)
-        with atomic_output(dst, overwrite=plan.options.overwrite, directory=True) as tmp:
+        levels = [level.level for level in plan.levels]
+        with (
+            atomic_output(dst, overwrite=plan.options.overwrite, directory=True) as tmp,
+            companions_alongside(plan.slide, tmp, levels=levels, quality=plan.levels[0].quality) as companions,
+        ):
             reports = [_write_level(layout, level, tmp, progress, glass) for level in plan.levels]
             _write_planes(layout, tmp, progress)
-            levels = [level.level for level in plan.levels]
-            associated = write_companions(plan.slide, tmp, levels=levels, quality=plan.levels[0].quality)
-        return ConversionReport(destination=dst, format="cws", levels=reports, associated=associated)
+        return ConversionReport(destination=dst, format="cws", levels=reports, associated=companions.names)
 
 
 WRITER = CwsWriter()
