@@ -37,7 +37,8 @@ from .layout import WHOLE_SLIDE, CwsLayout, block_bytes
 _STANDALONE = {rgb: TileEncoding("jpeg", rgb=rgb) for rgb in (False, True)}  # the encoding of block_bytes
 DEFAULT_BLOCK = 512
 BLOCK_WRITERS = 2
-BLOCKS_IN_FLIGHT = 64  # encoded blocks queued for writing (a few MB at most)
+BLOCK_BATCH = 32  # blocks handed to a writer thread at once: one task per batch, not per block
+BATCHES_IN_FLIGHT = 4  # batches queued for writing (a few MB at most)
 
 
 def _write_block(path: str, tile: EncodedTile, glass: tuple[GlassMap, int] | None = None) -> None:
@@ -53,17 +54,30 @@ def _write_block(path: str, tile: EncodedTile, glass: tuple[GlassMap, int] | Non
         os.close(fd)
 
 
+def _write_blocks(batch: list[tuple[str, EncodedTile, tuple[GlassMap, int] | None]]) -> None:
+    for path, tile, glass in batch:
+        _write_block(path, tile, glass)
+
+
 class _BlockWriter:
     """Block files written by a few threads (open, write and close release the GIL, and creating
-    tens of thousands of small files is the byte-copy path's main cost); errors surface in order."""
+    tens of thousands of small files is the byte-copy path's main cost), BLOCK_BATCH blocks a task
+    so that handing them over costs little next to a copied block; errors surface in order."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(BLOCK_WRITERS, thread_name_prefix="composite-blocks")
         self._pending: deque[Future[None]] = deque()
+        self._batch: list[tuple[str, EncodedTile, tuple[GlassMap, int] | None]] = []
 
     def write(self, path: str, tile: EncodedTile, glass: tuple[GlassMap, int] | None = None) -> None:
-        self._pending.append(self._pool.submit(_write_block, path, tile, glass))
-        while len(self._pending) > BLOCKS_IN_FLIGHT:
+        self._batch.append((path, tile, glass))
+        if len(self._batch) >= BLOCK_BATCH:
+            self._submit()
+
+    def _submit(self) -> None:
+        self._pending.append(self._pool.submit(_write_blocks, self._batch))
+        self._batch = []
+        while len(self._pending) > BATCHES_IN_FLIGHT:
             self._pending.popleft().result()
 
     def __enter__(self) -> _BlockWriter:
@@ -71,6 +85,8 @@ class _BlockWriter:
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         try:
+            if self._batch and kind is None:
+                self._submit()
             while self._pending and kind is None:
                 self._pending.popleft().result()
         finally:
