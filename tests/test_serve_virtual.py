@@ -43,7 +43,7 @@ def stored(tmp_path_factory: pytest.TempPathFactory, synthetic_svs: Path, synthe
     shutil.copy(synthetic_svs, root / "case.svs")
     (root / "more").mkdir()
     shutil.copy(synthetic_tiff, root / "more" / "generic.tif")
-    write_dicom_series(root / "series")
+    write_dicom_series(root / "series", synthetic_svs)
     write_aci_mosaic(root / "mosaic")
     write_synthetic_slide(
         root / "flat.tiff", width=4600, height=1500, tile_size=256, layout="tiff", min_level_size=10**5

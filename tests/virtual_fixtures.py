@@ -9,7 +9,6 @@ import numpy as np
 from PIL import Image
 
 from composite.convert import WriteOptions, convert
-from composite.synthetic import write_synthetic_slide
 
 
 def write_aci_mosaic(directory: Path, *, cols: int = 3, rows: int = 2, size: tuple[int, int] = (900, 700)) -> Path:
@@ -34,9 +33,7 @@ def write_aci_mosaic(directory: Path, *, cols: int = 3, rows: int = 2, size: tup
     return manifest
 
 
-def write_dicom_series(directory: Path, *, width: int = 3000, height: int = 2200) -> Path:
-    """A DICOM WSI series (JPEG frames copied from a synthetic SVS) in ``directory``."""
-    source = write_synthetic_slide(directory.parent / f".{directory.name}-src.svs", width=width, height=height)
+def write_dicom_series(directory: Path, source: Path) -> Path:
+    """A DICOM WSI series in ``directory``, its JPEG frames copied from ``source`` (an SVS)."""
     convert(source, directory, to="dicom", options=WriteOptions())
-    source.unlink()
     return directory
