@@ -1,5 +1,7 @@
 """The server's connection limits against the real CLI: header and keep-alive timeouts, the idle
 cap, request size bounds, a body cut short by a truncated file, slowloris, 2,000 connections.
+The slowloris and 2,000-connection tests fetch static blocks and blocks of a virtual CWS directory
+(an SVS served as it is stored, docs/serve.md) alike.
 
 Every client here talks to 127.0.0.1 only, and every wait is bounded. Latencies are recorded in
 test-artifacts/server-limits.txt, never asserted.
@@ -11,6 +13,7 @@ import asyncio
 import os
 import random
 import resource
+import shutil
 import socket
 import statistics
 import time
@@ -19,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.http_servers import composite_server
+from composite.convert import convert
 from tests.http_raw import RawClient
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,13 +31,35 @@ BLOCKS = 50
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def root(tmp_path_factory: pytest.TempPathFactory, synthetic_svs: Path) -> Path:
     root = tmp_path_factory.mktemp("limits")
     (root / "slide").mkdir()
     generator = random.Random(17)
     for n in range(1, BLOCKS + 1):
         (root / "slide" / f"Da{n}.jpg").write_bytes(generator.randbytes(generator.randrange(10_000, 40_000)))
+    shutil.copy(synthetic_svs, root / "case.svs")
     return root
+
+
+@pytest.fixture(scope="module")
+def virtual_blocks(tmp_path_factory: pytest.TempPathFactory, synthetic_svs: Path) -> dict[str, bytes]:
+    """URL -> bytes of level-0 blocks of ROOT/case.svs, as ``convert --to cws`` writes them."""
+    out = tmp_path_factory.mktemp("limits-cws") / "case"
+    convert(synthetic_svs, out, to="cws")
+    return {f"/slides/case.svs/Da{n}.jpg": (out / f"Da{n}.jpg").read_bytes() for n in range(BLOCKS)}
+
+
+async def _fetch_virtual(port: int, blocks: dict[str, bytes], n: int) -> float:
+    """One virtual block on a new connection; its latency in seconds (asserting the bytes)."""
+    url = list(blocks)[n % len(blocks)]
+    client = RawClient("127.0.0.1", port, timeout=60)
+    began = time.perf_counter()
+    try:
+        reply = await client.request("GET", url)
+    finally:
+        await client.close()
+    assert reply.status == 200 and reply.body == blocks[url]
+    return time.perf_counter() - began
 
 
 def _port(url: str) -> int:
@@ -172,9 +198,10 @@ def test_a_file_truncated_while_sent_closes_the_connection(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_slowloris_does_not_starve_normal_clients(root: Path) -> None:
+def test_slowloris_does_not_starve_normal_clients(root: Path, virtual_blocks: dict[str, bytes]) -> None:
     """1,000 connections sending a header line a second: a normal client still gets its blocks,
-    and the header timeout closes every slow connection."""
+    static and virtual (the first opening the SVS), and the header timeout closes every slow
+    connection."""
     slow_count, timeout = 1000, 5.0
     _raise_fd_limit(slow_count + 200)
 
@@ -199,11 +226,14 @@ def test_slowloris_does_not_starve_normal_clients(root: Path) -> None:
         slow = [asyncio.create_task(slow_client(port, stop, closed)) for _ in range(slow_count)]
         await asyncio.sleep(2.0)  # all connected and dribbling
         latencies = [await _fetch(port, root, 1 + n % BLOCKS) for n in range(20)]
+        virtual = [await _fetch_virtual(port, virtual_blocks, n) for n in range(20)]
         await asyncio.wait_for(asyncio.gather(*slow), 90)
         stop.set()
         _record(
             f"slowloris: {slow_count} slow connections; normal block fetch (new connection) median"
             f" {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms;"
+            f" virtual block (SVS, first one opens it) median {statistics.median(virtual) * 1000:.1f} ms,"
+            f" first {virtual[0] * 1000:.1f} ms, max {max(virtual) * 1000:.1f} ms;"
             f" {len(closed)} slow connections closed by the server, after {statistics.median(closed or [0]):.0f}"
             " header lines (median)"
         )
@@ -216,34 +246,37 @@ def test_slowloris_does_not_starve_normal_clients(root: Path) -> None:
 
 
 @pytest.mark.slow
-def test_2000_concurrent_connections_are_all_served(root: Path) -> None:
+def test_2000_concurrent_connections_are_all_served(root: Path, virtual_blocks: dict[str, bytes]) -> None:
     connections, rounds = 2000, 3
     _raise_fd_limit(connections + 200)
 
     async def main(port: int) -> None:
         clients = [RawClient("127.0.0.1", port, timeout=120) for _ in range(connections)]
         errors: list[str] = []
-        blocks = {p.name: p.read_bytes() for p in (root / "slide").iterdir()}
+        blocks = {f"/slides/slide/{p.name}": p.read_bytes() for p in (root / "slide").iterdir()}
+        blocks.update(virtual_blocks)  # half the requests are for virtual blocks
+        urls = sorted(blocks)
         began = time.perf_counter()
         await asyncio.gather(*(client.connect() for client in clients))  # all open at once
         opened = time.perf_counter() - began
 
         async def fetch(n: int, client: RawClient) -> None:
             for r in range(rounds):
-                name = f"Da{1 + (n + r) % BLOCKS}.jpg"
+                url = urls[(n * rounds + r) % len(urls)]
                 try:
-                    reply = await client.request("GET", f"/slides/slide/{name}")
+                    reply = await client.request("GET", url)
                 except (OSError, TimeoutError, asyncio.IncompleteReadError) as err:
                     errors.append(type(err).__name__)
                     return
-                if reply.status != 200 or reply.body != blocks[name]:
+                if reply.status != 200 or reply.body != blocks[url]:
                     errors.append(f"HTTP {reply.status}, {len(reply.body)} bytes")
 
         await asyncio.gather(*(fetch(n, client) for n, client in enumerate(clients)))
         seconds = time.perf_counter() - began
         await asyncio.gather(*(client.close() for client in clients))
         _record(
-            f"2000 connections: all open in {opened:.1f} s, {connections * rounds} requests in {seconds:.1f} s,"
+            "2000 connections (half the blocks virtual):"
+            f" all open in {opened:.1f} s, {connections * rounds} requests in {seconds:.1f} s,"
             f" {len(errors)} errors {sorted(set(errors))[:5]}"
         )
         assert errors == []
