@@ -1,4 +1,4 @@
-"""Block fetches per second and latency: ``wsi-composite serve`` against nginx, in one run.
+"""Block fetches per second and latency: ``wsi-composite serve`` static and virtual, aiohttp's ceiling, nginx.
 
 ``.venv/bin/python benchmarks/serve.py`` (or ``make bench-serve``) converts a synthetic SVS to CWS
 (cached under benchmarks/cache/serve/), starts our server and Debian's nginx on 127.0.0.1 over the
@@ -14,22 +14,34 @@ nginx ``worker_processes N``.
 Both run without an access log (nginx ``access_log off``, ours ``--quiet``). The load average
 at the start and the end is printed and recorded: nginx's rate is bounded by the load
 generator, so it moves with whatever else the machine is doing — compare runs made together.
+
+Without ``--dir``, ROOT also holds the SVS itself (``slide.svs`` beside the converted ``slide/``),
+and two more jobs run in the same rounds: **virtual**, the same block names fetched from our
+server's virtual CWS directory of the SVS (``/slides/slide.svs/Da<N>.jpg``: tiles copied from the
+SVS per request, docs/serve.md), and **ceiling**, aiohttp's own rate on this machine
+(``benchmarks/aiohttp_ceiling.py``: the same low-level server, workers and client, one constant
+body of the median block size, no handler work). The targets of issue #17 are printed with the
+ratios: virtual >= 90 % of static req/s with p99 within 1.5x, static >= 85 % of the ceiling,
+static p99 within 2x of nginx's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import multiprocessing
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +52,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.http_servers import composite_server, cpu_seconds, load, nginx_server  # noqa: E402
 from composite.cli.serve import default_processes  # noqa: E402
-from composite.convert import convert  # noqa: E402
+from composite.convert import WriteOptions, convert  # noqa: E402
 from composite.synthetic import write_synthetic_slide  # noqa: E402
 
 CACHE = HERE / "cache" / "serve"
@@ -58,14 +70,37 @@ end
 
 
 def slide_root(width: int, height: int) -> Path:
-    """A CWS converted from a synthetic SVS, made once and cached."""
+    """ROOT with a synthetic SVS (``slide.svs``) and its CWS conversion (``slide/``), made once and cached."""
     root = CACHE / f"root-{width}x{height}"
-    if not (root / "slide" / "FinalScan.ini").exists():
+    if not (root / "slide" / "FinalScan.ini").exists() or not (root / "slide.svs").exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         svs = write_synthetic_slide(CACHE / f"synthetic-{width}x{height}.svs", width=width, height=height)
         shutil.rmtree(root, ignore_errors=True)
-        convert(svs, root / "slide", to="cws")
+        convert(svs, root / "slide", to="cws", options=WriteOptions(parents=True))
+        shutil.copy(svs, root / "slide.svs")
     return root
+
+
+@contextlib.contextmanager
+def ceiling_server(workers: int, size: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """benchmarks/aiohttp_ceiling.py on a free port; yields (base URL, process)."""
+    process = subprocess.Popen(
+        [sys.executable, str(HERE / "aiohttp_ceiling.py"), "--workers", str(workers), "--size", str(size)],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().decode().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError(f"aiohttp_ceiling.py did not start: {url!r}")
+        yield url, process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def run_wrk(base: str, script: Path, *, connections: int, seconds: float) -> dict[str, Any]:
@@ -131,6 +166,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0, help="per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=10.0,
+        help="seconds of load per job before measuring (fills the page cache and our block cache; the"
+        " virtual job's first fetch of each block reads the SVS)",
+    )
     parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument(
         "--workers",
@@ -150,6 +192,9 @@ def main() -> int:
     if not paths:
         print(f"{root}: no .jpg blocks below it", file=sys.stderr)
         return 2
+    # The same names from the virtual CWS directory of the SVS beside the converted slide.
+    virtual = [] if args.dir else [p.replace("slides/slide/", "slides/slide.svs/", 1) for p in paths]
+    block_size = int(statistics.median((root / p.removeprefix("slides/")).stat().st_size for p in paths))
     client = args.client if args.client != "auto" else ("wrk" if shutil.which("wrk") else "python")
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         print("nginx is not installed (apt-get install nginx)", file=sys.stderr)
@@ -163,22 +208,24 @@ def main() -> int:
     )
 
     with tempfile.TemporaryDirectory() as tmp:
-        url_list = Path(tmp) / "paths.txt"
-        url_list.write_text("".join(f"/{p}\n" for p in paths))
-        script = Path(tmp) / "paths.lua"
-        script.write_text(WRK_SCRIPT % url_list)
+        scripts: dict[str, Path] = {}
+        for kind, urls in (("static", paths), ("virtual", virtual), ("ceiling", ["block.jpg"])):
+            url_list = Path(tmp) / f"{kind}.txt"
+            url_list.write_text("".join(f"/{p}\n" for p in urls))
+            scripts[kind] = Path(tmp) / f"{kind}.lua"
+            scripts[kind].write_text(WRK_SCRIPT % url_list)
+        lists = {"static": paths, "virtual": virtual, "ceiling": ["block.jpg"]}
 
-        def measure(base: str, pid: int, seconds: float) -> dict[str, Any]:
+        def measure(base: str, pid: int, seconds: float, kind: str = "static") -> dict[str, Any]:
             before = cpu_seconds(pid)
             if client == "wrk":
-                result = run_wrk(base, script, connections=args.connections, seconds=seconds)
+                result = run_wrk(base, scripts[kind], connections=args.connections, seconds=seconds)
             else:
-                result = run_python(base, paths, connections=args.connections, seconds=seconds)
+                result = run_python(base, lists[kind], connections=args.connections, seconds=seconds)
             # CPU per request moves less with what else the machine is doing than req/s does.
             result["cpu_us_per_request"] = (cpu_seconds(pid) - before) / max(result["requests"], 1) * 1e6
             return result
 
-        rounds: dict[str, list[dict[str, Any]]] = {"composite": [], "nginx": []}
         cache = ["--cache-mb", str(args.cache_mb)] if args.cache_mb is not None else []
         with (
             composite_server(root, "--quiet", "--workers", str(args.workers), *cache) as (ours, ours_process),
@@ -186,23 +233,39 @@ def main() -> int:
                 theirs,
                 theirs_process,
             ),
+            ceiling_server(args.workers, block_size) as (bare, bare_process),
         ):
-            servers = (("composite", ours, ours_process.pid), ("nginx", theirs, theirs_process.pid))
-            for _, base, pid in servers:
-                measure(base, pid, 1.0)  # warm-up: page cache, connections
+            jobs = [("composite", ours, ours_process.pid, "static")]
+            if virtual:
+                jobs.append(("virtual", ours, ours_process.pid, "virtual"))
+            jobs += [("ceiling", bare, bare_process.pid, "ceiling"), ("nginx", theirs, theirs_process.pid, "static")]
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name, *_ in jobs}
+            for _, base, pid, kind in jobs:
+                measure(base, pid, args.warmup, kind)  # warm-up: page cache, block cache, the slide opened
             for _ in range(args.rounds):
-                for name, base, pid in servers:
-                    rounds[name].append(measure(base, pid, args.seconds))
+                for name, base, pid, kind in jobs:
+                    rounds[name].append(measure(base, pid, args.seconds, kind))
 
     results = {name: combine(r) for name, r in rounds.items()}
     ratio = results["composite"]["req_per_s"] / results["nginx"]["req_per_s"]
-    print(f"{'server':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU us/req':>12}")
+    print(f"{'job':<12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}{'CPU us/req':>12}")
     for name, r in results.items():
         print(
             f"{name:<12}{r['req_per_s']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['errors']:>8}"
             f"{r['cpu_us_per_request']:>12.1f}"
         )
-    print(f"ratio composite/nginx: {ratio:.1%} of nginx's requests per second (target >= 50%)")
+    static, ceiling, nginx = results["composite"], results["ceiling"], results["nginx"]
+    print(f"ratio composite/nginx: {ratio:.1%} of nginx's requests per second")
+    targets = {
+        "static/ceiling req/s": (static["req_per_s"] / ceiling["req_per_s"], ">= 85%"),
+        "static/nginx p99": (static["p99_ms"] / nginx["p99_ms"], "<= 2x"),
+    }
+    if "virtual" in results:
+        targets["virtual/static req/s"] = (results["virtual"]["req_per_s"] / static["req_per_s"], ">= 90%")
+        targets["virtual/static p99"] = (results["virtual"]["p99_ms"] / static["p99_ms"], "<= 1.5x")
+    for label, (value, target) in targets.items():
+        shown = f"{value:.1%}" if "req/s" in label else f"{value:.2f}x"
+        print(f"{label:<22}{shown:>8}   (target {target})")
     print(f"load average at start {load_start}, at end {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -216,7 +279,10 @@ def main() -> int:
                 "workers": args.workers,
                 "cache_mb": args.cache_mb,
                 "seconds_per_round": args.seconds,
+                "warmup_seconds": args.warmup,
                 "ratio": ratio,
+                "targets": {label: value for label, (value, _) in targets.items()},
+                "block_size": block_size,
                 "load_average": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
                 **results,
             },
