@@ -303,3 +303,27 @@ async def test_virtual_list_json_keys(client: TestClient[Any, Any]) -> None:
     raw = json.loads(await (await client.get("/api/slides")).read())
     keys = {"name", "url", "ini", "width", "height", "levels", "mpp", "magnification", "thumbnail", "label"}
     assert all(keys <= set(entry) and {"macro", "annotations", "format", "error"} <= set(entry) for entry in raw)
+
+
+async def test_skip_glass_serves_what_convert_skip_glass_writes(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    from composite.synthetic_glass import GlassScene
+
+    root = tmp_path / "root"
+    root.mkdir()
+    width, height = 3600, 2400
+    source = write_synthetic_slide(
+        root / "glass.svs", width=width, height=height, stamp=False, scene=GlassScene(width=width, height=height)
+    )
+    out = tmp_path / "skip"
+    convert(source, out, to="cws", options=WriteOptions(skip_glass=True))
+    client = await aiohttp_client(create_app(root, skip_glass=True))
+    written = {p.name for p in out.iterdir()}
+    for name in sorted(written, key=lambda n: not n.endswith(".ini")):  # INI files first: before any block
+        status, body = await _get(client, f"/slides/glass.svs/{name}", **{"Accept-Encoding": "identity"})
+        assert (status, body) == (200, (out / name).read_bytes()), name
+    plain = tmp_path / "plain"
+    convert(source, plain, to="cws")
+    left_out = {p.name for p in plain.iterdir()} - written
+    assert left_out  # the scene has glass blocks
+    for name in sorted(left_out)[:20]:
+        assert (await _get(client, f"/slides/glass.svs/{name}"))[0] == 404, name

@@ -99,6 +99,11 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help=f"per worker: SVS/TIFF/DICOM/ACI slides kept open (default {OPEN_SLIDES}; fewer open files)",
     )
+    parser.add_argument(
+        "--skip-glass",
+        action="store_true",
+        help="leave the glass blocks of SVS/TIFF/DICOM/ACI slides out, as convert --skip-glass does",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     parser.add_argument(
         "--shutdown-timeout",
@@ -122,7 +127,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"serving {args.root} at http://{shown}:{port}/  (viewer; Ctrl-C stops)", flush=True)
     status = serve(
         lambda: create_handler(
-            args.root, cors=args.cors, cache_bytes=args.cache_mb << 20, open_slides=args.open_slides
+            args.root,
+            cors=args.cors,
+            cache_bytes=args.cache_mb << 20,
+            open_slides=args.open_slides,
+            skip_glass=args.skip_glass,
         ),
         sock,
         workers=args.workers or default_processes(),

@@ -81,17 +81,22 @@ def create_handler(
     web_dir: str | Path | None = None,
     cache_bytes: int = FILE_CACHE_BYTES,
     open_slides: int = OPEN_SLIDES,
+    skip_glass: bool = False,
 ) -> Handler:
     """The site serving ``root`` as one aiohttp request handler.
 
     ``cors`` is the origin allowed by CORS headers; ``cache_bytes`` bounds the memory kept for
     small files under ROOT and blocks of virtual slides (see :class:`composite.server.files.FileSender`);
-    ``open_slides`` bounds the non-CWS slides kept open (:mod:`composite.server.virtual`).
+    ``open_slides`` bounds the non-CWS slides kept open (:mod:`composite.server.virtual`);
+    ``skip_glass`` leaves their glass blocks out, as ``convert --skip-glass`` does.
     """
     root = Path(root)
     if not root.is_dir():
         raise SlideNotFoundError(f"{root}: not a directory")
-    return _Site(root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes, open_slides=open_slides).handle
+    site = _Site(
+        root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes, open_slides=open_slides, skip_glass=skip_glass
+    )
+    return site.handle
 
 
 def create_app(
@@ -101,9 +106,12 @@ def create_app(
     web_dir: str | Path | None = None,
     cache_bytes: int = FILE_CACHE_BYTES,
     open_slides: int = OPEN_SLIDES,
+    skip_glass: bool = False,
 ) -> web.Application:
     """An aiohttp application serving ``root``; the options are :func:`create_handler`'s."""
-    handler = create_handler(root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes, open_slides=open_slides)
+    handler = create_handler(
+        root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes, open_slides=open_slides, skip_glass=skip_glass
+    )
     app = web.Application()
     app.router.add_route(hdrs.METH_ANY, "/{tail:.*}", handler)
     return app
@@ -113,7 +121,14 @@ class _Site:
     """Routes a request by its path: the slide list, a file under ROOT, or the viewer."""
 
     def __init__(
-        self, root: Path, *, cors: str | None, web_dir: str | Path | None, cache_bytes: int, open_slides: int
+        self,
+        root: Path,
+        *,
+        cors: str | None,
+        web_dir: str | Path | None,
+        cache_bytes: int,
+        open_slides: int,
+        skip_glass: bool,
     ) -> None:
         real_root = os.path.realpath(root)
         self._root = real_root
@@ -121,6 +136,7 @@ class _Site:
         self._virtual: VirtualSlides | None = None  # made when a non-CWS slide is first met
         self._virtual_lock = threading.Lock()
         self._open_slides = open_slides
+        self._skip_glass = skip_glass
         self._web = os.path.realpath(web_dir if web_dir is not None else web_directory())
         self._slides = FileSender(cache_control=CACHE_SHORT, immutable=IMAGE_SUFFIXES, cache_bytes=cache_bytes)
         self._viewer = FileSender(cache_control=CACHE_VIEWER)
@@ -179,7 +195,12 @@ class _Site:
                 if self._virtual is None:
                     from .virtual import VirtualSlides
 
-                    self._virtual = VirtualSlides(self._root, blocks=self._slides.blocks, max_slides=self._open_slides)
+                    self._virtual = VirtualSlides(
+                        self._root,
+                        blocks=self._slides.blocks,
+                        max_slides=self._open_slides,
+                        skip_glass=self._skip_glass,
+                    )
         return self._virtual
 
     def _describe_virtual(self, path: Path, identity: Identity, name: str, url: str) -> tuple[SlideInfo, list[str]]:

@@ -18,6 +18,10 @@ nearest stored level (their rows spooled to a temporary file while the slide is 
   thread pool; concurrent requests for one file share one computation. What is produced goes to
   the site's bounded block cache (:class:`composite.server.memory.BlockCache`), keyed by source and
   name and checked against the source's identity, so a block asked again costs a dict lookup.
+- **Skipping glass** (``skip_glass``, ``serve --skip-glass``): the ``convert --skip-glass``
+  layout, its decisions made by :class:`composite.glass.GlassMap` surveying a whole level (every
+  block of it decoded at reduced scale) the first time that level's INI file or one of its blocks
+  is asked for; a block left out is a 404.
 - **Errors.** A slide that fails to open answers 422 with its one-line error (paths relative to
   ROOT) for every name, as does a block that cannot be read (a damaged tile); a name the layout
   does not have, and a directory that is no DICOM series, are 404. Never a 500.
@@ -35,6 +39,7 @@ import stat
 import tempfile
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,9 +48,12 @@ from aiohttp import hdrs, web
 from ..formats.cws.companions import write_companions
 from ..formats.cws.layout import CwsLayout
 from ..formats.cws.write import WRITER
+from ..glass import GlassMap
 from ..output import WriteOptions
 from ..plan import make_plan
+from ..progress import no_progress
 from ..registry import open_slide, source_files
+from ..tiling import EncodedTile
 from .files import CACHE_IMMUTABLE, CACHE_SHORT, CONTENT_TYPES, answer_block, precondition
 from .memory import Block, BlockCache, http_date
 from .slides import DICOM_SUFFIX, VIRTUAL_SUFFIXES, Identity, SlideInfo, identity_of
@@ -79,7 +87,7 @@ def _is_series(directory: str) -> bool:
 class _Open:
     """An open slide, its plan and layout; closed once evicted and unused."""
 
-    def __init__(self, path: str, identity: Identity) -> None:
+    def __init__(self, path: str, identity: Identity, *, skip_glass: bool) -> None:
         self.path, self.identity = path, identity
         if os.path.isdir(path):
             if not _is_series(path):
@@ -89,8 +97,16 @@ class _Open:
             raise NotASlide(path)
         self.slide = open_slide(path)
         try:
-            self.plan = make_plan(self.slide, WriteOptions(), WRITER.rules, spool_dir=None)
-            self.layout = CwsLayout(self.plan)
+            plan = self.plan = make_plan(self.slide, WriteOptions(skip_glass=skip_glass), WRITER.rules, spool_dir=None)
+            keep = None
+            if plan.glass is not None:
+                # The writer's glass decisions, made for a whole level the first time it is listed
+                # or one of its blocks is asked for (each block must be tested before the INI).
+                def survey(index: int) -> Iterator[EncodedTile]:
+                    return plan.levels[index].tiles(progress=no_progress)
+
+                keep = GlassMap([level.grid for level in plan.levels], plan.glass, survey=survey).keep
+            self.layout = CwsLayout(plan, keep=keep)
             if not os.path.isdir(path):
                 self.files = len(source_files(path))
         except BaseException:
@@ -142,8 +158,10 @@ class VirtualSlides:
         max_slides: int = MAX_SLIDES,
         max_files: int = MAX_FILES,
         workers: int = WORKERS,
+        skip_glass: bool = False,
     ) -> None:
         self._root = root.rstrip(os.sep) + os.sep
+        self._skip_glass = skip_glass
         self._blocks = blocks
         self._max_slides, self._max_files = max(1, max_slides), max(1, max_files)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="composite-virtual")
@@ -252,7 +270,7 @@ class VirtualSlides:
             if entry is not None:
                 return entry
             try:
-                entry = _Open(path, identity)
+                entry = _Open(path, identity, skip_glass=self._skip_glass)
             except NotASlide:
                 self._remember(path, identity, None)
                 raise
