@@ -176,17 +176,22 @@ def j2k_size(data: bytes) -> tuple[int, int] | None:
     return xsiz - xosiz, ysiz - yosiz
 
 
-def _copy_ok(data: bytes, encoding: TileEncoding, grid: TileGrid) -> bool:
-    """Whether a stored tile is safe to copy: full tile size, three components, raw J2K."""
+def _copy_header(data: bytes, encoding: TileEncoding, grid: TileGrid) -> bytes | None:
+    """Whether a stored tile is safe to copy (full tile size, three components, raw J2K): None
+    when it is not, else the bytes that decided it: a JPEG's header
+    up to the end of its SOS segment (b"" for other codecs). Another tile starting with the same
+    header gets the same answer (the checks read nothing after it)."""
     if encoding.compression == "jpeg":
         try:
             info = codecs.jpeg_info(data)
-            if not any(marker == 0xDA for marker, _, _ in codecs.iter_jpeg_segments(data)):
-                return False  # no scan: damaged; decoding it reports the tile
+            scan = [end for marker, _, end in codecs.iter_jpeg_segments(data) if marker == 0xDA]
         except (ValueError, struct.error, IndexError):
-            return False
-        return info.components == 3 and (info.width, info.height) == (grid.tile_width, grid.tile_height)
-    return j2k_size(data) == (grid.tile_width, grid.tile_height)
+            return None
+        if not scan:
+            return None  # no scan: damaged; decoding it reports the tile
+        ok = info.components == 3 and (info.width, info.height) == (grid.tile_width, grid.tile_height)
+        return data[: scan[0]] if ok else None
+    return b"" if j2k_size(data) == (grid.tile_width, grid.tile_height) else None
 
 
 def encoded_tiles(
@@ -242,17 +247,33 @@ def encoded_tiles(
 def _copied(
     source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolExecutor, fill: Fill
 ) -> Iterator[EncodedTile]:
+    checked = _Checked()
     for col, row in target.indices():
-        yield _copied_tile(source, target, col, row, quality=quality, fill=fill)
+        yield _copied_tile(source, target, col, row, quality=quality, fill=fill, checked=checked)
 
 
-def _copied_tile(source: Level, target: TileGrid, col: int, row: int, *, quality: int, fill: Fill) -> EncodedTile:
+class _Checked:
+    """The last JPEG header found safe to copy, carried from tile to tile of a level: a tile that
+    starts with it needs no parse (the checks read nothing after the header)."""
+
+    header = b""
+
+
+def _copied_tile(
+    source: Level, target: TileGrid, col: int, row: int, *, quality: int, fill: Fill, checked: _Checked | None = None
+) -> EncodedTile:
     """A tile of a copyable level: its stored bytes, or re-encoded alone when they are unsafe."""
     encoding = source.encoding
     assert encoding is not None
     data = source.read_encoded_tile(col, row)
-    if data is not None and _copy_ok(data, encoding, target):
-        return EncodedTile(col, row, data, encoding, copied=True)
+    if data is not None:
+        if checked is not None and checked.header and data.startswith(checked.header):
+            return EncodedTile(col, row, data, encoding, copied=True)
+        header = _copy_header(data, encoding, target)
+        if header is not None:
+            if checked is not None:
+                checked.header = header
+            return EncodedTile(col, row, data, encoding, copied=True)
     fallback = output_encoding(encoding.compression, quality=quality, rgb=encoding.rgb)
     pixels = pad_tile(source.read_tile(col, row), target.tile_width, target.tile_height, fill=fill)
     data = encode_tile(pixels, compression=fallback.compression, quality=quality, rgb=fallback.rgb)

@@ -11,15 +11,21 @@ passes through a few frames of memory:
   header as zeros and filled in the same way;
 - native (uncompressed): one element of known length, frames back to back.
 
+A frame is given as its pieces (a tuple of buffers whose concatenation is the frame, such as a
+JPEG prefix and a tile's bytes after its SOI), so a copied tile is never joined into a new
+string; the pieces of many frames go to the file in one ``writev`` (a few hundred frames a
+system call, where a write per piece cost more than the copying itself).
+
 The lossy compression ratio (LossyImageCompressionRatio) is only known after the last frame:
 the header carries a 16-character placeholder that is overwritten in place.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,6 +36,10 @@ RATIO_PLACEHOLDER = "9.87654321012345"  # 16 characters, the longest DS value: p
 _ITEM = b"\xfe\xff\x00\xe0"
 _SEQUENCE_END = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 _PIXEL_DATA_ENCAPSULATED = b"\xe0\x7f\x10\x00OB\x00\x00\xff\xff\xff\xff"
+_BATCH_BYTES = 1 << 20  # pieces gathered for one writev (and at most IOV_MAX of them)
+_IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 1024
+Buffer = bytes | bytearray | memoryview
+Frame = Sequence[Buffer]  # the pieces of one frame, in order
 
 
 def use_extended_table(frame_count: int, frame_bytes: int, *, limit: int = BOT_LIMIT) -> bool:
@@ -51,13 +61,14 @@ def reserve_extended_table(ds: Any, frame_count: int) -> None:
 def write_instance(
     path: Path,
     ds: Any,
-    frames: Iterable[bytes],
+    frames: Iterable[Frame],
     *,
     frame_count: int,
     encapsulated: bool,
     raw_frame_bytes: int,
 ) -> int:
-    """Write ``ds`` and its ``frames`` to ``path``; returns the bytes of pixel data written.
+    """Write ``ds`` and its ``frames`` (each the tuple of its pieces) to ``path``; returns the
+    bytes of pixel data written.
 
     ``ds`` carries ``file_meta``; with the Extended Offset Table it was reserved by
     :func:`reserve_extended_table`. ``raw_frame_bytes`` (rows x columns x samples) gives the
@@ -69,6 +80,7 @@ def write_instance(
     with path.open("w+b") as fh:
         pydicom.dcmwrite(fh, ds, enforce_file_format=True)
         header_end = fh.tell()
+        fh.flush()  # the frames go to the descriptor itself, after the header
         if encapsulated:
             written, offsets, lengths = _encapsulated(fh, frames, frame_count, extended=extended)
         else:
@@ -81,50 +93,88 @@ def write_instance(
 
 
 def _encapsulated(
-    fh: BinaryIO, frames: Iterable[bytes], frame_count: int, *, extended: bool
+    fh: BinaryIO, frames: Iterable[Frame], frame_count: int, *, extended: bool
 ) -> tuple[int, array[int], array[int]]:
-    fh.write(_PIXEL_DATA_ENCAPSULATED)
+    out = _Gather(fh)
     table_length = 0 if extended else 4 * frame_count
-    fh.write(_ITEM + struct.pack("<I", table_length) + bytes(table_length))
+    out.add(_PIXEL_DATA_ENCAPSULATED + _ITEM + struct.pack("<I", table_length) + bytes(table_length))
     offsets: array[int] = array("Q")
     lengths: array[int] = array("Q")
     position = 0  # from the first frame's item header
     written = 0
-    for data in frames:
+    pack = struct.Struct("<I").pack
+    for pieces in frames:
         if len(offsets) == frame_count:
             raise FormatError(f"{fh.name}: more than the {frame_count} frames announced")
-        pad = len(data) & 1
+        size = sum(len(piece) for piece in pieces)
+        pad = size & 1
         offsets.append(position)
-        lengths.append(len(data) + pad)  # the item's length (wsidicom requires it even)
-        fh.write(_ITEM + struct.pack("<I", len(data) + pad))
-        fh.write(data)
+        lengths.append(size + pad)  # the item's length (wsidicom requires it even)
+        out.add(_ITEM + pack(size + pad))
+        for piece in pieces:
+            out.add(piece)
         if pad:
-            fh.write(b"\x00")
-        position += 8 + len(data) + pad
-        written += len(data)
+            out.add(b"\x00")
+        position += 8 + size + pad
+        written += size
     if len(offsets) != frame_count:
         raise FormatError(f"{fh.name}: {len(offsets)} frames written, {frame_count} announced")
-    fh.write(_SEQUENCE_END)
+    out.add(_SEQUENCE_END)
+    out.flush()
     if not extended and offsets and offsets[-1] > BOT_LIMIT:
         raise FormatError(f"{fh.name}: frames pass 4 GiB; the Basic Offset Table cannot address them")
     return written, offsets, lengths
 
 
-def _native(fh: BinaryIO, frames: Iterable[bytes], frame_count: int, frame_bytes: int) -> int:
+class _Gather:
+    """Buffers written in order with few ``writev`` calls, straight to ``fh``'s descriptor (whose
+    own buffer was flushed); ``fh`` is re-synchronised by :meth:`flush`."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._fd = fh.fileno()
+        self._pieces: list[Buffer] = []
+        self._bytes = 0
+
+    def add(self, piece: Buffer) -> None:
+        self._pieces.append(piece)
+        self._bytes += len(piece)
+        if self._bytes >= _BATCH_BYTES or len(self._pieces) >= _IOV_MAX:
+            self._write()
+
+    def _write(self) -> None:
+        pieces, total = self._pieces, self._bytes
+        self._pieces, self._bytes = [], 0
+        done = os.writev(self._fd, pieces) if pieces else 0
+        if done < total:  # a short write (signal, full disk): the rest piece by piece
+            rest = memoryview(b"".join(pieces))[done:]
+            while rest:
+                rest = rest[os.write(self._fd, rest) :]
+
+    def flush(self) -> None:
+        self._write()
+        self._fh.seek(0, 2)
+
+
+def _native(fh: BinaryIO, frames: Iterable[Frame], frame_count: int, frame_bytes: int) -> int:
     total = frame_count * frame_bytes
     if total + (total & 1) > 0xFFFFFFFE:
         raise FormatError(f"{fh.name}: {total} bytes of uncompressed pixels do not fit one element")
-    fh.write(b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", total + (total & 1)))
+    out = _Gather(fh)
+    out.add(b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", total + (total & 1)))
     count = 0
-    for data in frames:
-        if len(data) != frame_bytes:
-            raise ValueError(f"native frame of {len(data)} bytes, expected {frame_bytes}")
-        fh.write(data)
+    for pieces in frames:
+        size = sum(len(piece) for piece in pieces)
+        if size != frame_bytes:
+            raise ValueError(f"native frame of {size} bytes, expected {frame_bytes}")
+        for piece in pieces:
+            out.add(piece)
         count += 1
     if count != frame_count:
         raise FormatError(f"{fh.name}: {count} frames written, {frame_count} announced")
     if total & 1:
-        fh.write(b"\x00")
+        out.add(b"\x00")
+    out.flush()
     return total
 
 
