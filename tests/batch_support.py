@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +89,17 @@ def ledger_lines(dst: Path) -> list[dict[str, Any]]:
 def leftovers(dst: Path) -> list[Path]:
     """Anything a conversion leaves while unfinished: hidden temporary names."""
     return [p for p in dst.rglob("*") if p.name.endswith((".partial", ".old"))]
+
+
+@contextlib.contextmanager
+def port_taken(port: int = 8787) -> Iterator[None]:
+    """Hold ``port`` (dask's default dashboard port) while the block runs, as another dask process
+    would; if something holds it already, the condition is met as it is."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("", port))
+            sock.listen()
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+        yield

@@ -23,7 +23,18 @@ from composite.batch import discover
 from composite.cli import main
 from composite.synthetic import write_synthetic_slide
 
-from .batch_support import CLI, IGNORED, REPO, SLIDES, ledger_lines, leftovers, make_mixed_folder, report, run_batch
+from .batch_support import (
+    CLI,
+    IGNORED,
+    REPO,
+    SLIDES,
+    ledger_lines,
+    leftovers,
+    make_mixed_folder,
+    port_taken,
+    report,
+    run_batch,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +67,8 @@ def test_a_destination_inside_the_source_is_not_searched(mixed: Path, tmp_path: 
 
 def test_batch_on_the_local_cluster_then_rerun_then_a_changed_source(mixed: Path, tmp_path: Path) -> None:
     dst = tmp_path / "out"
-    done = run_batch(str(mixed), str(dst), "--to", "svs")
+    with port_taken(8787):  # another dask process's dashboard: nothing of it may reach stderr
+        done = run_batch(str(mixed), str(dst), "--to", "svs")
     assert done.returncode == 1, done.stderr  # the truncated slide failed, nothing else
     slides, summary = report(dst)
     assert summary["ok"] == len(SLIDES) - 1 and summary["failed"] == 1 and summary["ignored"] == len(IGNORED)
@@ -226,10 +238,12 @@ def test_progress_bar_and_dashboard_on_a_terminal_only(tmp_path: Path) -> None:
     src.mkdir()
     for name in ("a.svs", "b.svs"):
         write_synthetic_slide(src / name, width=700, height=500, tile_size=240)
-    code, shown = _run(["batch", str(src), str(tmp_path / "tty"), "--to", "cws"], terminal=True)
+    with port_taken(8787):  # the dashboard goes to a free port, without a word about 8787
+        code, shown = _run(["batch", str(src), str(tmp_path / "tty"), "--to", "cws"], terminal=True)
     assert code == 0, shown
     assert "slide" in shown and "MP/s" in shown and "%|" in shown, shown  # the bar: slides, rate, MP/s
     assert "dashboard http://" in shown and "wsi-composite: local " in shown
+    assert "already in use" not in shown and ":8787" not in shown, shown
     for variant, terminal in (("pipe", False), ("quiet", True)):
         extra = ["--quiet"] if variant == "quiet" else []
         code, shown = _run(["batch", str(src), str(tmp_path / variant), "--to", "cws", *extra], terminal=terminal)
