@@ -105,8 +105,8 @@ def test_the_static_server_never_imports_format_code() -> None:
 
 
 def test_a_cws_only_server_does_not_load_format_readers(tmp_path: Path, synthetic_svs: Path) -> None:
-    """Start-up and the static path stay lean: serving CWS directories imports no reader; the
-    first non-CWS slide does."""
+    """Start-up and the static path stay lean: serving CWS directories (and 404s in them) imports no
+    reader; the first non-CWS slide does."""
     (tmp_path / "cws").mkdir()
     convert(synthetic_svs, tmp_path / "cws" / "one", to="cws")
     code = f"""
@@ -117,6 +117,8 @@ async def main(root, url):
     async with TestClient(TestServer(create_app(root))) as client:
         assert (await client.get("/api/slides")).status == 200
         assert (await client.get(url)).status == 200
+        for missing in ("/slides/one/Da99999.jpg", "/slides/one/FinalScan.ini/Da0.jpg", "/slides/Da0.jpg"):
+            assert (await client.get(missing)).status == 404
 asyncio.run(main({str(tmp_path / "cws")!r}, "/slides/one/Da0.jpg"))
 print(sorted(m for m in sys.modules if m.startswith("composite.formats")))
 shutil_target = {str(tmp_path / "cws" / "case.svs")!r}

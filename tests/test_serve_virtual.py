@@ -276,9 +276,8 @@ async def test_open_slides_are_bounded(aiohttp_client: ClientFactory, synthetic_
         assert counts[0] == counts[1]  # a second round over the same slides opens nothing more
         grown[bound] = counts[1] - before
         await client.close()
-    per_slide = (grown[16] - grown[3]) / 5
-    assert per_slide >= 1  # eight slides open hold more files than three
-    assert grown[3] <= 3 * per_slide + 2  # plus the kept-alive connection, both ends
+    # Eight slides open hold at least one file each more than three do (one of slack: connections).
+    assert grown[3] <= grown[16] - 4, grown
 
 
 async def test_blocks_are_made_off_the_event_loop(

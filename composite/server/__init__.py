@@ -49,7 +49,7 @@ from .files import (
     lookup,
     resolve,
 )
-from .slides import VIRTUAL_FILE, VIRTUAL_SUFFIXES, Identity, SlideIndex, SlideInfo
+from .slides import VIRTUAL_FILE, VIRTUAL_SUFFIXES, Identity, SlideIndex, SlideInfo, identity_of, is_series
 
 if TYPE_CHECKING:
     from .virtual import VirtualSlides
@@ -59,6 +59,7 @@ __all__ = ["Handler", "create_app", "create_handler", "web_directory"]
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
 SLIDES = "/slides/"
+MAX_DIRECTORIES = 4096  # directories remembered as DICOM series or not
 OPEN_SLIDES = 16  # composite.server.virtual.MAX_SLIDES (importing it loads the format readers)
 
 
@@ -137,6 +138,7 @@ class _Site:
         self._virtual_lock = threading.Lock()
         self._open_slides = open_slides
         self._skip_glass = skip_glass
+        self._directories: dict[str, tuple[Identity, bool]] = {}  # directory -> is it a DICOM series
         self._web = os.path.realpath(web_dir if web_dir is not None else web_directory())
         self._slides = FileSender(cache_control=CACHE_SHORT, immutable=IMAGE_SUFFIXES, cache_bytes=cache_bytes)
         self._viewer = FileSender(cache_control=CACHE_VIEWER)
@@ -185,9 +187,24 @@ class _Site:
             raise web.HTTPNotFound()
         real, st = found
         slide_file = stat.S_ISREG(st.st_mode) and os.path.splitext(real)[1].lower() in VIRTUAL_SUFFIXES
-        if not (slide_file or stat.S_ISDIR(st.st_mode)):
+        if not (slide_file or (stat.S_ISDIR(st.st_mode) and self._series(real, st))):
             raise web.HTTPNotFound()
         return await self._virtual_slides().send(request, real, st, name)
+
+    def _series(self, real: str, st: os.stat_result) -> bool:
+        """Whether a directory is a DICOM series, remembered while its stat stays the same: a miss
+        in a CWS directory costs no listing after the first, and never loads the format readers."""
+        identity = identity_of(st)
+        known = self._directories.get(real)
+        if known is None or known[0] != identity:
+            try:
+                known = (identity, is_series(real))
+            except OSError:
+                return False
+            if len(self._directories) >= MAX_DIRECTORIES:
+                self._directories.pop(next(iter(self._directories)))
+            self._directories[real] = known
+        return known[1]
 
     def _virtual_slides(self) -> VirtualSlides:
         if self._virtual is None:

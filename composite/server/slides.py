@@ -273,3 +273,16 @@ def _candidates(
     if dicom:
         found.append((directory, st))
     return found
+
+
+def is_series(directory: str) -> bool:
+    """Whether a directory may be a DICOM series: it holds ``*.dcm`` files and no FinalScan.ini (a
+    CWS directory is served as its files)."""
+    dicom = False
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name.lower()
+            if name == "finalscan.ini":
+                return False
+            dicom = dicom or (name.endswith(DICOM_SUFFIX) and not name.startswith("."))
+    return dicom

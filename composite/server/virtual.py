@@ -56,7 +56,7 @@ from ..registry import open_slide, source_files
 from ..tiling import EncodedTile
 from .files import CACHE_IMMUTABLE, CACHE_SHORT, CONTENT_TYPES, answer_block, precondition
 from .memory import Block, BlockCache, http_date
-from .slides import DICOM_SUFFIX, VIRTUAL_SUFFIXES, Identity, SlideInfo, identity_of
+from .slides import VIRTUAL_SUFFIXES, Identity, SlideInfo, identity_of, is_series
 
 WORKERS = 4
 MAX_SLIDES = 16
@@ -72,25 +72,13 @@ class NotASlide(Exception):
     """A path that is no slide the server offers (404)."""
 
 
-def _is_series(directory: str) -> bool:
-    """A directory holding DICOM files and no FinalScan.ini (a CWS directory is served as is)."""
-    dicom = False
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            name = entry.name.lower()
-            if name == "finalscan.ini":
-                return False
-            dicom = dicom or (name.endswith(DICOM_SUFFIX) and not name.startswith("."))
-    return dicom
-
-
 class _Open:
     """An open slide, its plan and layout; closed once evicted and unused."""
 
     def __init__(self, path: str, identity: Identity, *, skip_glass: bool) -> None:
         self.path, self.identity = path, identity
         if os.path.isdir(path):
-            if not _is_series(path):
+            if not is_series(path):
                 raise NotASlide(path)
             self.files = sum(1 for _ in os.scandir(path))
         elif os.path.splitext(path)[1].lower() not in VIRTUAL_SUFFIXES:
