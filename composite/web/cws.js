@@ -289,8 +289,13 @@
     return ctx;
   }
 
-  /** An OpenSeadragon tile source over the slide's levels (one OSD level per CWS level). */
-  function tileSource(slide) {
+  /**
+   * An OpenSeadragon tile source over levels (smallest first, each {width, height, tileWidth,
+   * tileHeight, downsample}) whose tiles come from ``tile.url(level, col, row)`` and, when
+   * ``tile.draw(level, col, row)`` gives a promise of a 2D context instead of a plain download
+   * (``tile.drawn(level, col, row)`` says which), from that (tiff.js shares it).
+   */
+  function pyramidSource(slide, tile) {
     const OSD = global.OpenSeadragon;
     const levels = slide.levels;
     const full = levels[levels.length - 1];
@@ -317,9 +322,7 @@
         return new OSD.Point(Math.ceil(l.width / l.tileWidth), Math.ceil(l.height / l.tileHeight));
       },
       getTileUrl(level, col, row) {
-        const l = levels[level];
-        const url = l.cells && l.cells.get(`${col},${row}`);
-        return url || `${slide.ini}#composed/${level}/${col}/${row}`;
+        return tile.url(level, col, row);
       },
       getTilePostData(level, col, row) {
         return { level, col, row };
@@ -329,12 +332,11 @@
       },
       downloadTileStart(job) {
         const { level, col, row } = job.postData;
-        const l = levels[level];
-        if (l.cells && l.cells.has(`${col},${row}`)) {
+        if (!tile.drawn(level, col, row)) {
           OSD.TileSource.prototype.downloadTileStart.call(this, job);
           return;
         }
-        composeTile(l, col, row).then(
+        tile.draw(level, col, row).then(
           (ctx) => job.userData.aborted || job.finish(ctx, null, "context2d"),
           (err) => job.userData.aborted || job.fail(String(err), null),
         );
@@ -346,5 +348,16 @@
     });
   }
 
-  global.CWS = { parseIni, openSlide, tileSource, mppOf, fetchFirst };
+  /** An OpenSeadragon tile source over the slide's levels (one OSD level per CWS level). */
+  function tileSource(slide) {
+    const levels = slide.levels;
+    const cell = (level, col, row) => levels[level].cells && levels[level].cells.get(`${col},${row}`);
+    return pyramidSource(slide, {
+      url: (level, col, row) => cell(level, col, row) || `${slide.ini}#composed/${level}/${col}/${row}`,
+      drawn: (level, col, row) => !cell(level, col, row),
+      draw: (level, col, row) => composeTile(levels[level], col, row),
+    });
+  }
+
+  global.CWS = { parseIni, openSlide, tileSource, pyramidSource, mppOf, fetchFirst };
 })(window);

@@ -82,7 +82,7 @@
     const rows = [
       ["size", `${slide.width} x ${slide.height} px`],
       ["levels", slide.levels.map((l) => `${+l.downsample.toFixed(2)}`).join(", ") + " (downsamples)"],
-      ["layout", slide.layout === "levels" ? "CWS with levels" : "scanner-style CWS"],
+      ["layout", { levels: "CWS with levels", tiff: "TIFF read by ranges" }[slide.layout] || "scanner-style CWS"],
       ["mpp", slide.mpp ? `${+slide.mpp.toFixed(4)} um/px` : "unknown"],
       ["magnification", slide.magnification ? `${slide.magnification}x` : "unknown"],
     ];
@@ -121,17 +121,20 @@
 
   async function open(slideText) {
     message("");
+    // An SVS or TIFF file itself (no trailing slash): read by Range requests (tiff.js).
+    const tiff = /\.(svs|tiff?)$/i.test(slideText.split(/[?#]/)[0]);
     let url;
     try {
-      url = httpUrl(slideText.endsWith("/") ? slideText : slideText + "/", document.baseURI);
+      url = httpUrl(slideText.endsWith("/") || tiff ? slideText : slideText + "/", document.baseURI);
     } catch (err) {
       message(String(err.message || err));
       return;
     }
     const listed = state.listed.find((s) => new URL(s.url, document.baseURI).href === url.href);
+    const reader = tiff ? global.TIFFSlide : global.CWS;
     let slide;
     try {
-      slide = await global.CWS.openSlide(url.href, { ini: listed && listed.ini });
+      slide = await (tiff ? reader.openSlide(url.href) : reader.openSlide(url.href, { ini: listed && listed.ini }));
     } catch (err) {
       message(String(err.message || err));
       return;
@@ -140,9 +143,10 @@
     $("title").textContent = listed ? listed.name : decodeURIComponent(url.pathname.replace(/\/$/, "").split("/").pop());
     document.title = `${$("title").textContent} - composite viewer`;
     showInfo(slide);
-    showImages(slide, listed);
-    state.viewer.open(global.CWS.tileSource(slide));
-    global.CWSAnnotations.loadFor(url.href, listed);
+    if (tiff) for (const kind of ["thumbnail", "label", "macro"]) $(kind).hidden = true;
+    else showImages(slide, listed);
+    state.viewer.open(reader.tileSource(slide));
+    if (!tiff) global.CWSAnnotations.loadFor(url.href, listed);
   }
 
   function createViewer() {
