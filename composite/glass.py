@@ -1,18 +1,22 @@
 """Which tiles are empty glass: the test behind ``--skip-glass`` (docs/cws.md, "Skipping glass").
 
 A tile is **glass** when every pixel of it, seen at 1/:data:`SCALE` scale, is background within a
-tolerance; any tissue at all (a pale fat membrane, a 1-px edge, a dust speck) keeps it. The test:
+tolerance; any tissue at all (a pale fat membrane, a 1-px edge) keeps it, and so does a dust speck
+that shows. The test:
 
 1. the tile is decoded at reduced scale where the codec allows it: JPEG through libjpeg's DCT
-   scaling (Pillow's ``draft``; imagecodecs' ``jpeg8_decode`` has no scale option), so only a 2x2
+   scaling (Pillow's ``draft``; imagecodecs' ``jpeg8_decode`` has no scale option), so only a 4x4
    inverse DCT runs per 8x8 block; other codecs are decoded whole and box-averaged. Each reduced
-   pixel is the mean of 4x4 pixels: a 1-px line 75 levels off the glass is about 19 levels off
-   there, while the glass's own noise and JPEG ripple average out to 1-3 levels;
+   pixel is the mean of 2x2 pixels: a 1-px line 32 levels off the glass is 16 levels off there,
+   while the glass's own noise and JPEG ripple average out to 1-3 levels;
 2. only the part inside the image counts (edge tiles' padding is ignored);
 3. the tile is glass when every reduced pixel is within ``tolerance`` of the slide's background
    colour, or of the tile's own glass level (the median of its reduced pixels) when that level is
    within ``2 * tolerance`` of the background: scanner shading moves the glass a few levels across
    a slide (:func:`is_glass`).
+
+Most tiles never reach that decode: :class:`GlassMap` first asks the next pyramid level
+(:mod:`composite.glass_screen`), which settles the tiles that are clearly glass or clearly tissue.
 
 The background colour is measured per slide, never assumed white: the brightest frequent colour of
 the thumbnail (:func:`composite.background.slide_background`, the colour CWS edge padding uses).
@@ -28,19 +32,20 @@ Pure functions and a small state object: no I/O, no policy about what a writer d
 from __future__ import annotations
 
 import io
+import itertools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 from . import codecs
 from .background import slide_background
 from .codecs import RGBArray, TileEncoding
 from .errors import TileReadError
 from .geometry import TileGrid
-from .model import Slide
+from .glass_screen import Screen
+from .model import Level, Slide
 from .output import DEFAULT_GLASS_TOLERANCE as DEFAULT_TOLERANCE
 from .resample import box_downsample
 from .tiling import EncodedTile
@@ -60,6 +65,8 @@ def reduced_pixels(data: bytes, encoding: TileEncoding, *, size: tuple[int, int]
     if encoding.compression == "jpeg":
         stream = codecs.standalone_jpeg(data, tables=encoding.jpeg_tables, rgb=encoding.rgb)
         codecs.checked_jpeg_info(stream, size=size, exact=False)
+        from PIL import Image  # only when a tile is decoded: plain conversions never load Pillow here
+
         try:
             with Image.open(io.BytesIO(stream)) as image:
                 image.draft("RGB", (max(1, width // SCALE), max(1, height // SCALE)))
@@ -145,9 +152,11 @@ class GlassMap:
     """The kept tiles of each level of a conversion: every tile starts kept; :meth:`observe` drops
     glass tiles (never the :func:`pinned` ones). One byte per tile; thread-safe.
 
-    A writer observes the tiles as it writes them and lists what is kept afterwards. A server,
-    which must list a level before any of its tiles is asked for, gives ``survey``: the encoded
-    tiles of level ``index``, observed all at once the first time :meth:`keep` asks about that level.
+    ``levels`` (the pyramid being written) lets a tile be judged from the next level, 4x smaller,
+    before anything of it is decoded (:meth:`screen`). A writer observes the tiles as it writes
+    them and lists what is kept afterwards. A server, which must list a level before any of its
+    tiles is asked for, gives ``survey``: the encoded tiles of level ``index``, observed all at
+    once the first time :meth:`keep` asks about that level.
     """
 
     def __init__(
@@ -155,6 +164,7 @@ class GlassMap:
         grids: Iterable[TileGrid],
         rule: GlassRule,
         *,
+        levels: Sequence[Level] = (),
         survey: Callable[[int], Iterable[EncodedTile]] | None = None,
     ) -> None:
         self.grids = list(grids)
@@ -164,13 +174,31 @@ class GlassMap:
         self._survey = survey
         self._surveyed = [survey is None] * len(self.grids)
         self._survey_locks = [threading.Lock() for _ in self.grids]
+        self._screens: list[Screen | None] = [None] * len(self.grids)
+        for index, (level, smaller) in enumerate(itertools.pairwise(levels)):
+            if index < len(self.grids):
+                self._screens[index] = Screen.between(
+                    self.grids[index], level, smaller, background=rule.background, tolerance=rule.tolerance
+                )
+        self.decoded = 0  # tiles decoded for the test (the others were decided by the screen)
+
+    def screen(self, index: int, col: int, row: int) -> bool | None:
+        """Tile (col, row) of level ``index`` judged from the next level (:mod:`composite.glass_screen`):
+        True glass, False tissue, None unsure (no such level, or in between: decode the tile)."""
+        screen = self._screens[index]
+        return None if screen is None else screen.verdict(col, row)
 
     def observe(self, index: int, col: int, row: int, data: bytes, encoding: TileEncoding) -> bool:
-        """Test tile (col, row) of level ``index``; record and return whether it is kept."""
+        """Test tile (col, row) of level ``index`` (the screen, else its pixels); record and return
+        whether it is kept."""
         grid = self.grids[index]
         if (col, row) in pinned(grid):
             return True
-        glass = self.rule.tile_is_glass(data, encoding, grid=grid, col=col, row=row)
+        glass = self.screen(index, col, row)
+        if glass is None:
+            glass = self.rule.tile_is_glass(data, encoding, grid=grid, col=col, row=row)
+            with self._lock:
+                self.decoded += 1
         if glass:
             with self._lock:
                 self._kept[index][row * grid.cols + col] = 0

@@ -29,6 +29,7 @@ from composite.glass import GlassMap, GlassRule, is_glass, pinned, reduced_pixel
 from composite.plan import make_plan
 from composite.progress import no_progress
 from composite.registry import open_slide
+from composite.resample import box_downsample
 from composite.synthetic_glass import GlassScene
 from composite.tiling import EncodedTile
 
@@ -265,6 +266,20 @@ def test_kept_blocks_are_the_tissue_and_dust_blocks_and_the_plain_ones_byte_for_
     assert skip_blocks == set()
 
 
+def _near(mask: NDArray[np.bool_], cell: int = 8) -> NDArray[np.bool_]:
+    """``mask`` grown to whole JPEG blocks and their neighbours (JPEG ringing spreads that far)."""
+    rows, cols = -(-mask.shape[0] // cell), -(-mask.shape[1] // cell)
+    cells = np.zeros((rows + 2, cols + 2), bool)
+    padded = np.zeros((rows * cell, cols * cell), bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    cells[1:-1, 1:-1] = padded.reshape(rows, cell, cols, cell).any(axis=(1, 3))
+    grown = np.zeros((rows, cols), bool)
+    for dy in range(3):
+        for dx in range(3):
+            grown |= cells[dy : dy + rows, dx : dx + cols]
+    return np.repeat(np.repeat(grown, cell, axis=0), cell, axis=1)[: mask.shape[0], : mask.shape[1]]
+
+
 def test_composed_image_is_the_source_where_tissue_is_and_background_elsewhere(
     cws_pair: tuple[Path, Path, Path],
 ) -> None:
@@ -275,7 +290,14 @@ def test_composed_image_is_the_source_where_tissue_is_and_background_elsewhere(
         for index, level in enumerate(ours.levels):
             expected = original.levels[index].read_region(0, 0, level.width, level.height).astype(np.int16)
             got = level.read_region(0, 0, level.width, level.height).astype(np.int16)
-            assert np.abs(got - expected).max() <= 8, f"level {index}"
+            # Dust may go with the glass around it (docs/cws.md): compared where there is none.
+            ds = 4**index
+            glass = SCENE.region(0, 0, level.width, level.height, downsample=ds, tissue=False, dust=False)
+            dusty = SCENE.region(0, 0, level.width, level.height, downsample=ds, tissue=False)
+            clean = ~_near(np.abs(dusty.astype(np.int16) - glass.astype(np.int16)).max(axis=2) >= 2)
+            assert np.abs(got - expected).max(axis=2)[clean].max() <= 8, f"level {index}"
+            gaps = np.all(got == background, axis=2)
+            assert gaps.mean() > (0.3 if index == 0 else 0.0), f"level {index}"
             ini = skip / level_ini_name(index, len(ours.levels))
             crop = (level.width, level.height)
             # The independent reader, painting gaps with the recorded colour, sees the same image.
@@ -302,15 +324,13 @@ def test_extent_is_pinned_when_the_outer_rows_and_columns_are_glass(cws_pair: tu
 def test_a_skip_glass_cws_converts_back_with_background_where_blocks_are_missing(
     cws_pair: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    _, plain, skip = cws_pair
+    _, _, skip = cws_pair
     convert(skip, tmp_path / "again.svs")
-    with open_slide(tmp_path / "again.svs") as again, open_slide(plain) as reference:
-        level = reference.levels[0]
-        diff = np.abs(
-            again.levels[0].read_region(0, 0, level.width, level.height).astype(np.int16)
-            - level.read_region(0, 0, level.width, level.height).astype(np.int16)
-        )
-        assert diff.max() <= 10
+    with open_slide(tmp_path / "again.svs") as again, open_slide(skip) as ours:
+        level = ours.levels[0]
+        back = again.levels[0].read_region(0, 0, level.width, level.height).astype(np.int16)
+        assert np.abs(back - level.read_region(0, 0, level.width, level.height).astype(np.int16)).max() <= 3
+        assert np.all(back[: TILE // 2, TILE + 8 : 2 * TILE - 8] == _background(skip))  # block (1, 0): glass
 
 
 # -- options, errors, command line, batch ---------------------------------------------------------
@@ -359,8 +379,53 @@ def test_a_server_surveys_a_level_on_first_use(cws_pair: tuple[Path, Path, Path]
             surveyed.append(index)
             return plan.levels[index].tiles(progress=no_progress)
 
-        glass = GlassMap([level.grid for level in plan.levels], plan.glass, survey=survey)
+        levels = [level.level for level in plan.levels]
+        glass = GlassMap([level.grid for level in plan.levels], plan.glass, levels=levels, survey=survey)
         layout = CwsLayout(plan, keep=glass.keep)
         for index, name in enumerate(layout.ini_names):
             assert layout.ini_text(index) == (skip / name).read_bytes()
         assert surveyed == list(range(len(plan.levels)))
+
+
+class _FaintScene:
+    """Glass with one faint feature (tests' faint-tissue set) in every other block, far apart, so
+    the screen meets each alone in glass; lower levels are exact box means of level 0."""
+
+    def __init__(self) -> None:
+        tiles = [pixels for name, (pixels, valid) in _faint_tiles(TILE, TILE).items() if valid == (TILE, TILE)]
+        self.blocks = [(1 + 2 * (k % 5), 1 + 2 * (k // 5)) for k in range(len(tiles))]
+        self.width, self.height = 11 * TILE, (2 * (len(tiles) // 5) + 3) * TILE
+        canvas = _u8(_glass(self.width + 4 * TILE, self.height + 4 * TILE, seed=11))
+        for (col, row), pixels in zip(self.blocks, tiles, strict=True):
+            canvas[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE] = pixels
+        self._levels = {1: canvas}
+
+    def region(self, x: int, y: int, width: int, height: int, *, downsample: int = 1) -> Pixels:
+        if downsample not in self._levels:
+            self._levels[downsample] = box_downsample(self._levels[1], downsample)
+        level = self._levels[downsample]
+        out = np.full((height, width, 3), GLASS, np.uint8)
+        part = level[y : y + height, x : x + width]
+        out[: part.shape[0], : part.shape[1]] = part
+        return out
+
+
+def test_faint_tissue_alone_in_glass_is_kept_by_the_whole_pipeline(tmp_path: Path) -> None:
+    """The screen (the next level) sees each faint feature, or sends its block to be decoded."""
+    scene = _FaintScene()
+    source = synthetic.write_synthetic_slide(
+        tmp_path / "faint.svs",
+        width=scene.width,
+        height=scene.height,
+        tile_size=TILE,
+        quality=80,
+        stamp=False,
+        min_level_size=256,
+        scene=scene,
+    )
+    report = convert(source, tmp_path / "cws", to="cws", options=WriteOptions(skip_glass=True))
+    grid = TileGrid(scene.width, scene.height, TILE, TILE)
+    kept = {(int(n[2:]) % grid.cols, int(n[2:]) // grid.cols) for n in _listed(tmp_path / "cws/FinalScan.ini")}
+    assert set(scene.blocks) <= kept, f"faint blocks dropped: {sorted(set(scene.blocks) - kept)}"
+    assert kept == set(scene.blocks) | set(pinned(grid))
+    assert report.levels[0].glass_tiles == grid.tile_count - len(kept)

@@ -145,7 +145,10 @@ class CwsWriter:
         An existing empty directory at ``dst`` is used; a non-empty one needs ``overwrite``.
         """
         dst = Path(dst)
-        glass = None if plan.glass is None else GlassMap([level.grid for level in plan.levels], plan.glass)
+        glass = None
+        if plan.glass is not None:
+            grids, levels = [level.grid for level in plan.levels], [level.level for level in plan.levels]
+            glass = GlassMap(grids, plan.glass, levels=levels)
         layout = CwsLayout(plan, keep=None if glass is None else glass.keep)
         levels = [level.level for level in plan.levels]
         with (
