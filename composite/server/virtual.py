@@ -93,7 +93,8 @@ class _Open:
                 def survey(index: int) -> Iterator[EncodedTile]:
                     return plan.levels[index].tiles(progress=no_progress)
 
-                keep = GlassMap([level.grid for level in plan.levels], plan.glass, survey=survey).keep
+                grids, levels = [level.grid for level in plan.levels], [level.level for level in plan.levels]
+                keep = GlassMap(grids, plan.glass, levels=levels, survey=survey).keep
             self.layout = CwsLayout(plan, keep=keep)
             if not os.path.isdir(path):
                 self.files = len(source_files(path))
