@@ -6,7 +6,9 @@ the source (:mod:`.window`), at most ``piece_size`` px on a side. Pieces start o
 boundaries (and on whole pixels of the source's lower levels where the size allows), so JPEG
 tiles are byte-copied. Focal planes become layers (``z<Z>``, ``u<n>`` = +n, ``d<n>`` = -n), each
 in its own sub-directory. Pieces are written in parallel threads; the manifest is written last
-and everything goes to temporary names renamed at the end.
+and everything goes to temporary names renamed at the end. Replacing an existing output puts
+the new pieces in a generation folder ``DST_pieces/g<id>/`` and commits with the manifest's
+rename (:mod:`.generations`): a kill at any step leaves a manifest naming complete pieces.
 
 ``options.aci`` (:class:`~composite.output.AciOptions`): ``piece_size`` (default 16384),
 ``piece_format`` (``svs``, default, or ``tiff``). Each piece is planned (:func:`composite.plan.make_plan`)
@@ -31,6 +33,7 @@ from ...plan import ConversionPlan, PlanRules, Writer, make_plan
 from ...progress import ProgressCallback
 from ..tiffwrite import SVS, TIFF
 from .components import nominal_downsample
+from .generations import generation, new_generation, put_in_place, sweep
 from .manifest import Component, Layer, Manifest, serialize
 from .window import window
 
@@ -68,9 +71,13 @@ def _write(slide: Slide, dst: Path, options: WriteOptions, progress: ProgressCal
     check_destination(dst, overwrite=options.overwrite, directory=False)
     check_destination(folder, overwrite=options.overwrite, directory=True)
 
+    # Replacing: the new pieces go to a new generation folder beside the old ones (generations.py).
+    replacing = os.path.isdir(folder) and not os.path.islink(folder)
+    gen = new_generation() if replacing else ""
     layers = _layers(slide)
     step = _step(slide.levels[0], piece_size)
-    pieces = _plan(slide.dimensions, step, layers, folder.name, suffix)
+    prefix = f"{folder.name}/{gen}" if gen else folder.name
+    pieces = _plan(slide.dimensions, step, layers, prefix, suffix)
     manifest = Manifest(
         (),
         tuple(
@@ -89,15 +96,29 @@ def _write(slide: Slide, dst: Path, options: WriteOptions, progress: ProgressCal
         # pieces smaller than the usual 1024 px floor still get a reduced level
         min_level_size=options.min_level_size or min(1024, max(step) // 4),
     )
-    # Exits run inner first: the pieces directory is renamed into place, then the manifest.
-    with (
-        atomic_output(dst, overwrite=options.overwrite) as tmp_manifest,
-        atomic_output(folder, overwrite=options.overwrite, directory=True) as tmp_dir,
-    ):
+
+    def write_all(tmp_dir: Path) -> list[ConversionReport]:
         for number in range(1, len(layers)):
             (tmp_dir / f"layer{number}").mkdir()
-        reports = _write_pieces(slide, layers, pieces, tmp_dir, write_piece, piece_options, workers, progress)
-        tmp_manifest.write_text(text, encoding="utf-8")
+        return _write_pieces(slide, layers, pieces, prefix, tmp_dir, write_piece, piece_options, workers, progress)
+
+    if replacing:
+        with (
+            generation(folder, gen) as tmp_dir,
+            atomic_output(dst, overwrite=options.overwrite) as tmp_manifest,
+        ):
+            reports = write_all(tmp_dir)
+            tmp_manifest.write_text(text, encoding="utf-8")
+            put_in_place(tmp_dir, gen)  # then the manifest's rename commits it
+        sweep(dst, folder)
+    else:
+        # Exits run inner first: the pieces directory is renamed into place, then the manifest.
+        with (
+            atomic_output(dst, overwrite=options.overwrite) as tmp_manifest,
+            atomic_output(folder, overwrite=options.overwrite, directory=True) as tmp_dir,
+        ):
+            reports = write_all(tmp_dir)
+            tmp_manifest.write_text(text, encoding="utf-8")
     return ConversionReport(destination=dst, format="aci", levels=_summary(slide, reports), associated=[])
 
 
@@ -163,6 +184,7 @@ def _write_pieces(
     slide: Slide,
     layers: list[tuple[float, list[Level]]],
     pieces: list[_Piece],
+    prefix: str,
     tmp_dir: Path,
     write_piece: Writer,
     options: WriteOptions,
@@ -171,7 +193,7 @@ def _write_pieces(
 ) -> list[ConversionReport]:
     def one(piece: _Piece) -> ConversionReport:
         view = window(slide, piece.box, levels=layers[piece.layer][1])
-        target = tmp_dir / piece.relative.split("/", 1)[1]
+        target = tmp_dir / piece.relative[len(prefix) + 1 :]
         with make_plan(view, options, write_piece.rules, spool_dir=target.parent) as plan:
             return write_piece.write(plan, target, progress=lambda *_: None)
 
