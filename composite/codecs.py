@@ -257,7 +257,17 @@ def decode_image(data: bytes) -> RGBArray:
     try:
         return as_rgb(imagecodecs.imread(data))
     except Exception as err:
-        raise TileReadError(f"image decode failed: {err}") from err
+        raise TileReadError(f"image decode failed: {_imread_error(err, data)}") from err
+
+
+def _imread_error(err: Exception, data: bytes) -> str:
+    """One line of imread's error, which has a line per codec it tried: the line of the codec
+    the data's signature names (JPEG, PNG), else how many codecs refused it."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(err).__name__
+    codec = "JPEG8_DECODE" if data[:2] == b"\xff\xd8" else "PNG_DECODE" if data[:4] == b"\x89PNG" else "-"
+    return next((line for line in lines if line.startswith(codec)), f"none of {len(lines)} codecs reads it")
 
 
 def as_rgb(image: NDArray[np.generic]) -> RGBArray:

@@ -44,6 +44,19 @@ def one_line(result: runner.RunResult, *needles: str) -> str:
     return line
 
 
+def test_a_plain_image_that_no_codec_decodes_is_one_line(tmp_path: Path) -> None:
+    """imagecodecs.imread's error has a line per codec it tried (the campaign's "noise")."""
+    data = bytearray(codecs.encode_jpeg(np.full((150, 200, 3), 90, np.uint8), quality=80))
+    table = data.index(b"\xff\xc4") + 5  # inside the first Huffman table: its code counts
+    data[table : table + 16] = b"\xff" * 16
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(bytes(data))
+    argv = ["convert", str(path), str(tmp_path / "out" / "o.svs")]
+    one_line(cli(argv, tmp_path), str(path), "image decode failed: JPEG8_DECODE: ")
+    with pytest.raises(TileReadError, match=r"^image decode failed: none of \d+ codecs reads it$"):
+        codecs.decode_image(b"\x00" * 64 + bytes(data))  # no signature: which codec failed is not known
+
+
 @pytest.mark.parametrize("target", ["itself", "first"])
 def test_an_ifd_chain_that_loops_is_refused(target: str, seeds: dict[str, Path], tmp_path: Path) -> None:
     path = tmp_path / "loop.svs"
