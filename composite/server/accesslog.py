@@ -1,11 +1,12 @@
 """The access log: one line per request, written in batches to a text stream.
 
 A line is ``2026-11-22 03:38:31,874 127.0.0.1 "GET /slides/a/Da0.jpg HTTP/1.1" 200 15470 0.000412s``
-(local time, client address, request line as the client sent it, status, body bytes sent,
-seconds spent). aiohttp's own ``AccessLogger`` parses a format string and goes through
-``logging`` for every request, which cost more CPU than serving the block itself; here a line is
-one f-string appended to a list, and the list is written at most every ``FLUSH_SECONDS`` (and
-when the server stops), so a busy server makes one ``write`` per batch, not per request.
+(local time, client address, request line as the client sent it, status, body bytes sent (fewer
+than the Content-Length when the body was cut short), seconds spent). aiohttp's own
+``AccessLogger`` parses a format string and goes through ``logging`` for every request, which
+cost more CPU than serving the block itself; here a line is one f-string appended to a list,
+and the list is written at most every ``FLUSH_SECONDS`` (and when the server stops), so a busy
+server makes one ``write`` per batch, not per request.
 Non-printable characters in the request target are escaped so a client cannot forge log lines.
 """
 
@@ -44,7 +45,7 @@ class AccessLog:
         if not target.isprintable():
             target = target.encode("unicode_escape").decode("ascii")
         version = request.version
-        size = 0 if request.method == "HEAD" else response.content_length or 0
+        size = 0 if request.method == "HEAD" else _body_bytes(request, response)
         if not self._lines:
             asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
         self._lines.append(
@@ -83,6 +84,20 @@ class AccessLog:
                 sink.add(request, response, time)
 
         return _Logger
+
+
+def _body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int:
+    """The body bytes actually sent: the declared length, less what a body cut short (a file
+    truncated while sent) did not send. aiohttp counts the bytes written, head included
+    (``body_length``); the head is what it serialised: status line and headers."""
+    declared = response.content_length or 0
+    if not response.body_length:
+        return declared
+    version = request.version
+    head = f"HTTP/{version.major}.{version.minor} {response.status} {response.reason}\r\n"
+    head += "".join(f"{key}: {value}\r\n" for key, value in response.headers.items()) + "\r\n"
+    sent = response.body_length - len(head.encode("utf-8"))
+    return sent if 0 <= sent < declared else declared
 
 
 # aiohttp enables access logging only when given a logger object; ours never receives records.
