@@ -110,6 +110,31 @@ def test_damaged_tiff_tags_are_one_line_in_every_command(
         one_line(cli(argv, tmp_path), str(path), message)
 
 
+def test_an_associated_jpeg_without_its_scan_is_one_line(openslide_data: Path, tmp_path: Path) -> None:
+    """Found by a 30-minute campaign: the frame header was checked, the copy of an RGB JPEG
+    then walked the segments (to add the Adobe marker) into the damage and raised ValueError."""
+    import tifffile
+
+    path = tmp_path / "damaged.svs"
+    shutil.copyfile(openslide_data / "small.svs", path)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[1]  # the thumbnail: one RGB JPEG strip, copied as it is
+        start, length = int(page.dataoffsets[0]), int(page.databytecounts[0])
+    data = bytearray(path.read_bytes())
+    sos = data.index(b"\xff\xda", start, start + length)
+    data[sos : sos + 2] = b"\x00\x00"
+    path.write_bytes(bytes(data))
+    for argv in (
+        ["export", str(path), str(tmp_path / "out" / "e"), "--associated"],
+        ["convert", str(path), str(tmp_path / "out" / "o"), "--to", "cws"],
+        ["convert", str(path), str(tmp_path / "out" / "o.svs")],
+    ):
+        result = cli(argv, tmp_path)
+        assert result.status in (0, 2) and not result.problems, result
+        if result.status == 2:
+            one_line(result, str(path), "thumbnail image")
+
+
 @pytest.mark.parametrize("count", [0, 2, 4])
 def test_emptied_jpegtables_are_one_line(count: int, seeds: dict[str, Path], tmp_path: Path) -> None:
     path = tmp_path / "tables.svs"

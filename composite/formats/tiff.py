@@ -189,8 +189,13 @@ def _associated(page: tifffile.TiffPage, name: str, path: Path) -> AssociatedIma
                 fh = page.parent.filehandle
                 fh.seek(int(page.dataoffsets[0]))
                 data = fh.read(int(page.databytecounts[0]))
+                # Its segments must reach a scan: writers and exports walk them (Adobe marker, tables).
+                if not any(marker == 0xDA for marker, _, _ in codecs.iter_jpeg_segments(data)):
+                    raise ValueError("no scan (SOS) segment")
             except CompositeError as err:
                 raise TileReadError(f"{path}: {name} image: {err}") from err
+            except ValueError as err:
+                raise TileReadError(f"{path}: {name} image: damaged JPEG ({err})") from err
             except Exception as err:  # tifffile on damaged tags
                 raise TileReadError(f"{path}: {name} image cannot be read: {err}") from err
             rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
