@@ -348,6 +348,8 @@ def test_the_fast_manifest_path_reads_what_the_line_parser_reads() -> None:
         "a=b 1 2\nc 1 2\n1x=y 3 4\n",  # '=' in the first word: an attribute, or a path
         "edgetrim=maybe\na 1 2\n",  # refused with its line
         "a 1 2 (q=80)\nb 3 4\n",  # quality words: the line parser
+        "#a 1 2\n# b 3 4\nc 5 6\n",  # comments that look like image lines
+        "dir x/a.svs 1 2\nb 3 4\n0 0\nc d 5 6\n",  # paths with spaces among simple lines
     ],
 )
 @pytest.mark.parametrize("chunk", [1 << 20, 7])

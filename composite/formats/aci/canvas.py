@@ -48,15 +48,35 @@ def _group_min(keys: IntArray, values: IntArray) -> IntArray:
 
 def _topmost(order: IntArray, xs: IntArray, ys: IntArray, widths: IntArray, heights: IntArray) -> IntArray:
     """``order`` without components hidden under a later one with the same rectangle: a manifest
-    repeating one line a million times indexes (and paints) one component."""
+    repeating one line a million times indexes (and paints) one component.
+
+    Identical rectangles share (X, Y), so they are neighbours in ``order`` (by Y, X, line); only
+    when some are is every rectangle grouped (one sort of the four keys, not a row-wise
+    ``np.unique``, which takes seconds for a million distinct rows)."""
     if len(order) < 2:
         return order
-    keys = np.stack([xs[order], ys[order], widths[order], heights[order]], axis=1)
-    _, first = np.unique(keys[::-1], axis=0, return_index=True)  # first from the top = last painted
-    if len(first) == len(order):
+    sx, sy = xs[order], ys[order]
+    if not ((sx[1:] == sx[:-1]) & (sy[1:] == sy[:-1])).any():
         return order
-    kept: IntArray = order[np.sort(len(order) - 1 - first)]
+    groups = np.lexsort((-np.arange(len(xs)), heights, widths, xs, ys))  # each group: last line first
+    gx, gy, gw, gh = xs[groups], ys[groups], widths[groups], heights[groups]
+    first = np.ones(len(groups), bool)
+    first[1:] = (gx[1:] != gx[:-1]) | (gy[1:] != gy[:-1]) | (gw[1:] != gw[:-1]) | (gh[1:] != gh[:-1])
+    if first.all():
+        return order
+    topmost = np.zeros(len(xs), bool)
+    topmost[groups[first]] = True
+    kept: IntArray = order[topmost[order]]
     return kept
+
+
+def _paint_order(xs: IntArray, ys: IntArray) -> IntArray:
+    """Indices by Y, then X, then line: one stable sort of a packed key when the offsets fit."""
+    if len(xs) and int(xs.max()) < 2**31 and int(ys.max()) < 2**31:
+        order: IntArray = np.argsort((ys << 31) | xs, kind="stable")
+        return order
+    order = np.lexsort((np.arange(len(xs)), xs, ys))
+    return order
 
 
 class LayerIndex:
@@ -65,8 +85,7 @@ class LayerIndex:
     def __init__(
         self, xs: IntArray, ys: IntArray, widths: IntArray, heights: IntArray, files: IntArray, paths: Sequence[Path]
     ) -> None:
-        order = np.lexsort((np.arange(len(xs)), xs, ys))  # by Y, then X, then file order
-        order = _topmost(order, xs, ys, widths, heights)
+        order = _topmost(_paint_order(xs, ys), xs, ys, widths, heights)
         self.xs, self.ys = xs[order], ys[order]
         self.widths, self.heights = widths[order], heights[order]
         self.files = files[order]

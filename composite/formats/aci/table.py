@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 IntArray = NDArray[np.int64]
 _EMPTY: IntArray = np.zeros(0, np.int64)
 _IMAGE_LINES = re.compile(r"^[ \t]*(\S.*\S|\S)[ \t]+(\d+)[ \t]+(\d+)[ \t\r]*$", re.MULTILINE)
-_SIMPLE_LINES = re.compile(r"^[ \t]*\S+[ \t]+\d+[ \t]+\d+[ \t\r]*$", re.MULTILINE)
+# A path without spaces or '=' that does not start with '#' (else a comment or an attribute).
+_SIMPLE_LINES = re.compile(r"^[ \t]*[^\s=#][^\s=]*[ \t]+\d+[ \t]+\d+[ \t\r]*$", re.MULTILINE)
 _OTHER_LINES = re.compile(  # a layer line | an attribute | a comment | blank (the line parser's classes)
     r"^[ \t]*(?:(\d+[ \t]+[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
     r"|([A-Za-z_][A-Za-z0-9_.\-]*[ \t]*=.*)|(#.*)|)[ \t\r]*$",
@@ -118,18 +119,20 @@ def first_lines(manifest: Manifest) -> dict[str, int]:
     return dict(sorted(found.items(), key=lambda item: item[1]))
 
 
-def parse_plain(body: str, first_line: int, index: dict[str, int]) -> tuple[IntArray, ...] | None:
+def parse_plain(
+    body: str, first_line: int, index: dict[str, int], *, simple: bool = False
+) -> tuple[IntArray, ...] | None:
     """Columns ``(ids, ys, xs, lines)`` of the image lines in ``body`` (lines ``first_line``...
     of the manifest), or None when some line is not a plain ``<path> <Y> <X>`` line or an offset
-    has too many digits (the line parser then reports it). ``index`` numbers the paths. Taken
-    in pieces of about ``_CHUNK`` characters: the words of a huge manifest never exist as
-    strings all at once."""
+    has too many digits (the line parser then reports it). ``index`` numbers the paths;
+    ``simple``: every line is known to match :data:`_SIMPLE_LINES`. Taken in pieces of about
+    ``_CHUNK`` characters: the words of a huge manifest never exist as strings all at once."""
     runs = []
     position, line = 0, first_line
     while position <= len(body):
         end = body.find("\n", position + _CHUNK)
         end = len(body) if end < 0 else end
-        run = _columns(body[position:end], line, index)
+        run = _columns(body[position:end], line, index, simple=simple)
         if run is None:
             return None
         runs.append(run)
@@ -138,9 +141,9 @@ def parse_plain(body: str, first_line: int, index: dict[str, int]) -> tuple[IntA
     return columns
 
 
-def _columns(body: str, first_line: int, index: dict[str, int]) -> tuple[IntArray, ...] | None:
+def _columns(body: str, first_line: int, index: dict[str, int], *, simple: bool) -> tuple[IntArray, ...] | None:
     count = body.count("\n") + 1
-    if simple_lines(body):  # paths without spaces: the words are the columns
+    if simple or _SIMPLE_LINES.subn("", body)[1] == count:  # paths without spaces: the words are the columns
         words = body.split()
         paths, ys, xs = words[0::3], words[1::3], words[2::3]
     else:
@@ -160,11 +163,11 @@ def _columns(body: str, first_line: int, index: dict[str, int]) -> tuple[IntArra
     )
 
 
-def simple_lines(text: str) -> bool:
-    """Every line of ``text`` is ``<path without spaces> <Y> <X>``: one regular expression
-    matches each line (counted by ``subn``; a ``fullmatch`` of repeated lines would keep a
-    backtracking frame per line, hundreds of MB for a million lines)."""
-    return _SIMPLE_LINES.subn("", text)[1] == text.count("\n") + 1
+def mark_simple(text: str) -> str:
+    """``text`` with every ``<path without spaces or '='> <Y> <X>`` line replaced by ``\\x01`` (one
+    pass of one regular expression; the other lines are then found in a text a few bytes a
+    line long)."""
+    return _SIMPLE_LINES.sub("\x01", text)
 
 
 def other_lines(text: str) -> list[tuple[int, int, str]]:
