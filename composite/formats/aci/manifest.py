@@ -150,10 +150,10 @@ def _only_plain_images(text: str, source: str) -> Manifest | None:
     """The manifest, when every image line is a plain ``<path> <Y> <X>`` line (the shape of
     huge generated manifests).
 
-    The other lines (layer, attribute, comment, blank) are found with one regular expression
-    and go through the line parser's own rules; the image lines between them go straight into
-    the columns of a :class:`~.table.ComponentTable` (no Python object per line): a million
-    lines parse in about a second. None (parse line by line) for anything else: an image line
+    One regular expression marks the simple image lines; the other lines (layer, attribute,
+    comment, blank) are found in what is left and go through the line parser's own rules; the
+    image lines between them go straight into the columns of a :class:`~.table.ComponentTable`
+    (no Python object per line): a million lines parse in about a second. None (parse line by line) for anything else: an image line
     with quality words or signs, unusual whitespace, non-ASCII text, NUL, or a line at a limit
     (the line-by-line parser then reports it with its line number).
     """
@@ -197,9 +197,9 @@ def _only_plain_images(text: str, source: str) -> Manifest | None:
     tables = [ComponentTable.of_runs(paths, runs) for runs in columns]
     images = sum(len(t) for t in tables)
     if images > MAX_COMPONENTS:
-        lines = np.sort(np.concatenate([t.lines for t in tables]))
+        numbers = np.sort(np.concatenate([t.lines for t in tables]))
         raise LimitError(
-            f"{where(source, int(lines[MAX_COMPONENTS]))}: more than {MAX_COMPONENTS} images in one manifest"
+            f"{where(source, int(numbers[MAX_COMPONENTS]))}: more than {MAX_COMPONENTS} images in one manifest"
         )
     max_x = max((int(t.xs.max()) for t in tables if len(t)), default=0)
     max_y = max((int(t.ys.max()) for t in tables if len(t)), default=0)
