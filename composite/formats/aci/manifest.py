@@ -153,9 +153,9 @@ def _only_plain_images(text: str, source: str) -> Manifest | None:
     One regular expression marks the simple image lines; the other lines (layer, attribute,
     comment, blank) are found in what is left and go through the line parser's own rules; the
     image lines between them go straight into the columns of a :class:`~.table.ComponentTable`
-    (no Python object per line): a million lines parse in about a second. None (parse line by line) for anything else: an image line
-    with quality words or signs, unusual whitespace, non-ASCII text, NUL, or a line at a limit
-    (the line-by-line parser then reports it with its line number).
+    (no Python object per line): a million lines parse in about a second. None (parse line by
+    line) for anything else: an image line with quality words or signs, unusual whitespace,
+    non-ASCII text, NUL, or a line at a limit (the line-by-line parser then reports it).
     """
     if not text.isascii() or any(c in text for c in "\x00\x01\x0b\x0c\x1c\x1d\x1e\x1f"):
         return None
