@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from ... import __version__
+from ...errors import DestinationError
 from ...geometry import Box
 from ...model import Level, Slide
 from ...output import ConversionReport, LevelReport, WriteOptions, atomic_output, check_destination
@@ -100,7 +101,13 @@ def _write(slide: Slide, dst: Path, options: WriteOptions, progress: ProgressCal
     def write_all(tmp_dir: Path) -> list[ConversionReport]:
         for number in range(1, len(layers)):
             (tmp_dir / f"layer{number}").mkdir()
-        return _write_pieces(slide, layers, pieces, prefix, tmp_dir, write_piece, piece_options, workers, progress)
+        try:
+            return _write_pieces(slide, layers, pieces, prefix, tmp_dir, write_piece, piece_options, workers, progress)
+        except DestinationError as err:  # a full disk: name the output, not a piece's hidden temporary
+            text = str(err)
+            if not text.startswith(str(tmp_dir)):
+                raise
+            raise DestinationError(f"{dst}: {text[len(str(tmp_dir)) :].partition(': ')[2]}") from err
 
     if replacing:
         with (
