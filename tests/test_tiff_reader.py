@@ -123,6 +123,7 @@ def test_opening_a_huge_slide_reads_no_tile(tmp_path: Path, monkeypatch: pytest.
 
     from composite import codecs
     from composite.cli.info import describe
+    from composite.formats import tiff  # imported here: alone, nothing else has imported it yet
 
     tile = codecs.encode_jpeg(np.full((256, 256, 3), 240, np.uint8), quality=80)
     path = tmp_path / "huge.tif"
@@ -139,8 +140,8 @@ def test_opening_a_huge_slide_reads_no_tile(tmp_path: Path, monkeypatch: pytest.
             metadata=None,
         )
     reads: list[int] = []
-    real_pread = composite.formats.tiff.os.pread
-    monkeypatch.setattr(composite.formats.tiff.os, "pread", lambda *a: reads.append(1) or real_pread(*a))
+    real_pread = tiff.os.pread
+    monkeypatch.setattr(tiff.os, "pread", lambda *a: reads.append(1) or real_pread(*a))
     with composite.open_slide(path) as slide:
         info = describe(slide)
         assert info["levels"][0]["width"] == 160_000
