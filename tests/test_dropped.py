@@ -8,6 +8,8 @@ TIFF drops the label and macro, ACI pieces too, every pyramid output drops the 7
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -78,6 +80,27 @@ def test_redaction_says_how_much_is_blacked_out(
     code, lines = run(capsys, "redact", slide, tmp_path / "s.svs", "--box", "10,10,20,20", "--strict")
     assert code == 2 and len(lines) == 1 and "blacks out" in lines[0], lines
     assert not (tmp_path / "s.svs").exists() and not list(tmp_path.glob(".*partial"))
+
+
+def test_redacted_regions_say_how_much_is_blacked_out(
+    slide: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marks = tmp_path / "marks.geojson"
+    square = [[[100, 100], [200, 100], [200, 200], [100, 200], [100, 100]]]  # 10,000 px
+    feature = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": square}}
+    marks.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    code, lines = run(capsys, "redact", slide, tmp_path / "r.svs", "--annotations", marks)
+    assert code == 0, lines
+    (line,) = [line for line in lines if "annotated regions" in line]
+    match = re.search(r"\(10,000 px\) black out ([\d,]+) px at level 0 \(\+(\d+)%\), up to ([\d,]+) level-0 px", line)
+    assert match, line
+    level0, more, widest = int(match[1].replace(",", "")), int(match[2]), int(match[3].replace(",", ""))
+    # whole 16-px blocks within a block's diagonal and a pixel and a half of the edge, at level 0;
+    # at level 1 (downsample 4) the same blocks are 64 level-0 px
+    assert 12_000 <= level0 <= 30_000 and more == round(100 * (level0 / 10_000 - 1)) and widest > level0, line
+    code, lines = run(capsys, "redact", slide, tmp_path / "s.svs", "--annotations", marks, "--strict")
+    assert code == 2 and len(lines) == 1 and "annotated regions" in lines[0], lines
+    assert not (tmp_path / "s.svs").exists()
 
 
 def test_nothing_to_say(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,6 +15,7 @@ other tile is copied byte for byte.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import shapely
 from ..codecs import RGBArray
 from ..errors import LimitError
 from ..geometry import TileGrid
+from ..model import Slide
 from ..tools.redact import MCU
 from .model import Annotations
 from .shapes import area_geometry, fill, rings, scaled
@@ -64,6 +66,15 @@ class LevelPolygons:
                     touched.add((col, row))
         return touched
 
+    def area(self, size: tuple[int, int]) -> int:
+        """Pixels painted on a level of ``size``: the blocks, clipped to the level."""
+        rows, cols = np.nonzero(self.mask)
+        x = (cols + self.left) * self.block
+        y = (rows + self.top) * self.block
+        w = np.clip(size[0] - x, 0, self.block)
+        h = np.clip(size[1] - y, 0, self.block)
+        return int((w * h).sum())
+
     def paint(self, pixels: RGBArray, origin: tuple[int, int]) -> None:
         height, width = pixels.shape[:2]
         b = self.block
@@ -93,8 +104,32 @@ class PolygonShapes:
         if not geoms:
             raise LimitError(f"{annotations.source}: no region with an area to redact (points and lines have none)")
         self.geom = shapely.unary_union(geoms)
+        self.source = annotations.source
         if not self.geom.intersects(shapely.box(0, 0, *image)):
             raise LimitError(f"{annotations.source}: the regions are outside the {image[0]} x {image[1]} image")
+
+    def blacked_out(self, slide: Slide, kept: Sequence[float]) -> list[str]:
+        """One line: the regions' area and the area actually blacked out, in level-0 pixels, at
+        level 0 and, when larger, at the written level where it is widest."""
+        width, height = slide.dimensions
+        area = self.geom.intersection(shapely.box(0, 0, width, height)).area
+        painted = []
+        for index, level in enumerate(slide.levels):
+            if any(abs(level.downsample - d) <= 0.02 * d for d in kept):
+                blocks = self.at(base=(width, height), size=level.dimensions, downsample=level.downsample)
+                scale = (width / level.width) * (height / level.height)
+                painted.append((index, blocks.area(level.dimensions) * scale))
+        if not painted or area <= 0:
+            return []
+        first = painted[0][1]
+        line = (
+            f"{slide.path}: the annotated regions of {self.source} ({area:,.0f} px) black out"
+            f" {first:,.0f} px at level 0 (+{100 * (first / area - 1):.0f}%)"
+        )
+        index, widest = max(painted, key=lambda item: item[1])
+        if widest > first:
+            line += f", up to {widest:,.0f} level-0 px at level {index}"
+        return [line + ": regions grow to whole 16-px JPEG blocks of each level"]
 
     def at(self, *, base: tuple[int, int], size: tuple[int, int], downsample: float) -> LevelPolygons:
         by_size = scaled(self.geom, scale=(base[0] / size[0], base[1] / size[1]))

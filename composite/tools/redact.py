@@ -92,6 +92,10 @@ class Shapes(Protocol):
 
     def at(self, *, base: tuple[int, int], size: tuple[int, int], downsample: float) -> LevelShapes: ...
 
+    def blacked_out(self, slide: Slide, kept: Sequence[float]) -> list[str]:
+        """Warning lines: how much more than the regions is blacked out (as :func:`blacked_out`)."""
+        ...
+
 
 class _Encoder:
     """Encodes painted tiles the way the level's stored tiles are encoded."""
@@ -323,7 +327,10 @@ def redact(
         redacted = redacted_slide(slide, plan)
         if plan.scrub:
             redacted.title = dst.name
-        for message in blacked_out(slide, plan.boxes, kept_for(slide, dst, to, options)):
+        kept = kept_for(slide, dst, to, options)
+        for message in blacked_out(slide, plan.boxes, kept) + (
+            plan.shapes.blacked_out(slide, kept) if plan.shapes else []
+        ):
             warn(message)
         # tile_size None keeps the source grid where the format can, so untouched tiles are copied
         report = convert(redacted, dst, to=to, options=options, progress=progress)
