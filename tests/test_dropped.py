@@ -95,9 +95,9 @@ def test_redacted_regions_say_how_much_is_blacked_out(
     match = re.search(r"\(10,000 px\) black out ([\d,]+) px at level 0 \(\+(\d+)%\), up to ([\d,]+) level-0 px", line)
     assert match, line
     level0, more, widest = int(match[1].replace(",", "")), int(match[2]), int(match[3].replace(",", ""))
-    # whole 16-px blocks within a block's diagonal and a pixel and a half of the edge, at level 0;
+    # whole 16-px blocks within a margin of the edge (24 px on a level this small), at level 0;
     # at level 1 (downsample 4) the same blocks are 64 level-0 px
-    assert 12_000 <= level0 <= 30_000 and more == round(100 * (level0 / 10_000 - 1)) and widest > level0, line
+    assert 12_000 <= level0 <= 40_000 and more == round(100 * (level0 / 10_000 - 1)) and widest > level0, line
     code, lines = run(capsys, "redact", slide, tmp_path / "s.svs", "--annotations", marks, "--strict")
     assert code == 2 and len(lines) == 1 and "annotated regions" in lines[0], lines
     assert not (tmp_path / "s.svs").exists()
