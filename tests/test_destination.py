@@ -139,3 +139,30 @@ def test_no_command_modifies_its_source_through_any_alias(
     assert refused + wrote == len(ALIASES)
     print("\n".join(reasons))
     print(f"{command}: {refused} aliases refused, {wrote} exported beside the source, 0 sources changed")
+
+
+@pytest.mark.parametrize("alias", ["same", "dot", "symlink", "hardlink"])
+def test_annotations_convert_refuses_its_source(alias: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "marks.geojson"
+    square = "[[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]"
+    source.write_text(
+        '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+        f'"geometry": {{"type": "Polygon", "coordinates": {square}}}}}]}}'
+    )
+    before = source.read_bytes()
+    dst = {
+        "same": str(source),
+        "dot": f"{tmp_path}/./marks.geojson",
+        "symlink": str(tmp_path / "alias.geojson"),
+        "hardlink": str(tmp_path / "hard.geojson"),
+    }[alias]
+    if alias == "symlink":
+        os.symlink(source.name, dst)
+    if alias == "hardlink":
+        os.link(source, dst)
+    capsys.readouterr()
+    assert main(["annotations", "convert", str(source), dst, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is the source" in err, err
+    assert source.read_bytes() == before
+    assert main(["annotations", "convert", str(source), str(tmp_path / "other.xml")]) == 0  # another name: fine

@@ -7,6 +7,7 @@ parser is built, so other commands do not load it.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from .args import positive_float
@@ -45,7 +46,9 @@ def register(subparsers: Any) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from ..annotations import read_annotations, write_annotations
+    from ..destination import refuse_source
 
+    refuse_source([Path(args.dst)], [Path(args.source)])  # OUT is not IN under any name, before reading
     annotations = read_annotations(args.source).select(args.select)
     write_annotations(annotations, args.dst, to=args.to, overwrite=args.overwrite, mpp=args.mpp)
     print(f"{args.dst}  {len(annotations.regions)} regions")
