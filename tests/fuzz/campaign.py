@@ -31,6 +31,7 @@ class Summary:
     reproducers: list[Path] = field(default_factory=list)
     runs: int = 0
     slowest: float = 0.0
+    most_cpu: float = 0.0
     peak_rss: int = 0
     seconds: float = 0.0
 
@@ -40,7 +41,8 @@ class Summary:
     def lines(self) -> list[str]:
         out = [
             f"cases: {sum(self.cases.values())} ({', '.join(f'{k} {v}' for k, v in sorted(self.cases.items()))})",
-            f"command runs: {self.runs}; slowest {self.slowest:.2f} s; peak RSS {self.peak_rss / 2**20:.0f} MiB; "
+            f"command runs: {self.runs}; slowest {self.slowest:.2f} s (most CPU {self.most_cpu:.2f} s); "
+            f"peak RSS {self.peak_rss / 2**20:.0f} MiB; "
             f"duration {self.seconds:.0f} s",
         ]
         for name in ("traceback", "hang", "memory", "partial", "exit", "message", "noise"):
@@ -91,7 +93,8 @@ def _keep(case: Case, problems: list[str], results: list[runner.RunResult]) -> N
     for r in results:
         report += [
             f"$ wsi-composite {shlex.join(r.argv)}",
-            f"status {r.status} killed {r.killed or '-'} {r.seconds:.2f} s rss {r.max_rss >> 20} MiB",
+            f"status {r.status} killed {r.killed or '-'} {r.seconds:.2f} s (cpu {r.cpu:.2f} s)"
+            f" rss {r.max_rss >> 20} MiB",
             f"problems: {', '.join(r.problems) or '-'}",
             "stderr:",
             r.stderr[-4000:],
@@ -130,6 +133,7 @@ def campaign(
         summary.cases[case.format] += 1
         summary.runs += len(results)
         summary.slowest = max([summary.slowest, *(r.seconds for r in results)])
+        summary.most_cpu = max([summary.most_cpu, *(r.cpu for r in results)])
         summary.peak_rss = max([summary.peak_rss, *(r.max_rss for r in results)])
         for problem in problems:
             summary.failures[problem][case.format] += 1

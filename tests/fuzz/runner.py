@@ -43,6 +43,7 @@ class RunResult:
     stdout: str
     stderr: str
     killed: str = ""  # "timeout" or "memory" when the parent killed the child
+    cpu: float = 0.0  # CPU seconds the child used (user + system): a hang on a loaded machine uses few
     problems: list[str] = field(default_factory=list)
 
 
@@ -186,6 +187,7 @@ def run(argv: list[str], workdir: Path, *, timeout: float = TIMEOUT, rss_limit: 
         _read(out),
         _read(err),
         killed,
+        cpu=usage.ru_utime + usage.ru_stime if usage else 0.0,
     )
     out.unlink(missing_ok=True)
     err.unlink(missing_ok=True)
