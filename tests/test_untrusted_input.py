@@ -350,6 +350,9 @@ def test_the_fast_manifest_path_reads_what_the_line_parser_reads() -> None:
         "a 1 2 (q=80)\nb 3 4\n",  # quality words: the line parser
         "#a 1 2\n# b 3 4\nc 5 6\n",  # comments that look like image lines
         "dir x/a.svs 1 2\nb 3 4\n0 0\nc d 5 6\n",  # paths with spaces among simple lines
+        "# c\na 1 2\n\n# d\nb y 3 4\n1 5\n# e\n\n",  # comments and blank lines among image lines
+        "# only\n\n# comments\n",  # no image line: refused by the reader, parsed alike
+        "a 1 2\n\x02\n",  # a control character alone on a line is not a blank line
     ],
 )
 @pytest.mark.parametrize("chunk", [1 << 20, 7])

@@ -34,7 +34,7 @@ import numpy as np
 from ...errors import FormatError, LimitError, where
 from ...limits import read_regular
 from ...replace import atomic_output
-from .table import ComponentTable, IntArray, mark_simple, other_lines, parse_plain
+from .table import ComponentTable, IntArray, image_lines, mark_simple, other_lines
 
 MAX_COMPONENTS = 1_000_000
 MAX_CANVAS_PIXELS = 10**12
@@ -157,12 +157,12 @@ def _only_plain_images(text: str, source: str) -> Manifest | None:
     line) for anything else: an image line with quality words or signs, unusual whitespace,
     non-ASCII text, NUL, or a line at a limit (the line-by-line parser then reports it).
     """
-    if not text.isascii() or any(c in text for c in "\x00\x01\x0b\x0c\x1c\x1d\x1e\x1f"):
+    if not text.isascii() or any(c in text for c in "\x00\x01\x02\x0b\x0c\x1c\x1d\x1e\x1f"):
         return None
     body = text[:-1] if text.endswith("\n") else text
     if not body:
         return None
-    marked = mark_simple(body)  # simple image lines -> "\x01": the others are what is left
+    marked = mark_simple(body)  # image lines -> "\x01", comments and blank lines -> "\x02"
     breaks = np.flatnonzero(np.frombuffer(body.encode("ascii"), np.uint8) == 10)
     starts = np.concatenate(([0], breaks + 1))
     ends = np.concatenate((breaks, [len(body)]))
@@ -170,26 +170,24 @@ def _only_plain_images(text: str, source: str) -> Manifest | None:
     index: dict[str, int] = {}
     columns: list[list[tuple[IntArray, ...]]] = []  # per layer of the builder: its runs of image lines
     position, line = 0, 1  # in ``marked``; line numbers are the same in both texts
-    for start, end, kind in [*other_lines(marked), (len(marked) + 1, len(marked) + 1, "")]:
+    for start, end in [*other_lines(marked), (len(marked) + 1, -1)]:
         lines = marked.count("\n", position, start) + (start > len(marked)) if start > position else 0
-        if start > position:  # image lines ``line`` .. ``line + lines - 1`` between two others
-            segment = body[int(starts[line - 1]) : int(ends[line + lines - 2])]
-            simple = marked.count("\x01", position, start) == lines
-            run = parse_plain(segment, line, index, simple=simple)
+        if start > position:  # lines ``line`` .. ``line + lines - 1`` between two layer/attribute lines
+            run = image_lines(body, marked, position, start, line, lines, starts, ends, index)
             if run is None:
                 return None
-            builder.start_implicit()
-            columns += [[] for _ in range(len(builder.layers) - len(columns))]
-            columns[-1].append(run)
+            if len(run[0]):
+                builder.start_implicit()
+                columns += [[] for _ in range(len(builder.layers) - len(columns))]
+                columns[-1].append(run)
         line += lines
-        if not kind:
+        if end < 0:
             break
         text_line = body[int(starts[line - 1]) : int(ends[line - 1])]
         if len(text_line) > MAX_LINE_CHARS:
             return None
-        if kind != "skip":
-            builder.add(text_line.strip(), line)
-            columns += [[] for _ in range(len(builder.layers) - len(columns))]
+        builder.add(text_line.strip(), line)
+        columns += [[] for _ in range(len(builder.layers) - len(columns))]
         position, line = end + 1, line + 1
     paths = list(index)
     if any(len(p) > MAX_LINE_CHARS for p in paths):

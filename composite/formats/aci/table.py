@@ -25,9 +25,9 @@ _EMPTY: IntArray = np.zeros(0, np.int64)
 _IMAGE_LINES = re.compile(r"^[ \t]*(\S.*\S|\S)[ \t]+(\d+)[ \t]+(\d+)[ \t\r]*$", re.MULTILINE)
 # A path without spaces or '=' that does not start with '#' (else a comment or an attribute).
 _SIMPLE_LINES = re.compile(r"^[ \t]*[^\s=#][^\s=]*[ \t]+\d+[ \t]+\d+[ \t\r]*$", re.MULTILINE)
-_OTHER_LINES = re.compile(  # a layer line | an attribute | a comment | blank (the line parser's classes)
-    r"^[ \t]*(?:(\d+[ \t]+[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)"
-    r"|([A-Za-z_][A-Za-z0-9_.\-]*[ \t]*=.*)|(#.*)|)[ \t\r]*$",
+_SKIP_LINES = re.compile(r"^[ \t]*(?:#.*|[ \t\r]*)$", re.MULTILINE)  # a comment or a blank line
+_OTHER_LINES = re.compile(  # a layer line | an attribute (the line parser's classes)
+    r"^[ \t]*(?:\d+[ \t]+[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[A-Za-z_][A-Za-z0-9_.\-]*[ \t]*=.*)[ \t\r]*$",
     re.MULTILINE,
 )
 _CHUNK = 1 << 20  # characters parsed at once
@@ -163,14 +163,43 @@ def _columns(body: str, first_line: int, index: dict[str, int], *, simple: bool)
     )
 
 
+def image_lines(
+    body: str,
+    marked: str,
+    position: int,
+    start: int,
+    line: int,
+    lines: int,
+    starts: IntArray,
+    ends: IntArray,
+    index: dict[str, int],
+) -> tuple[IntArray, ...] | None:
+    """The columns of the image lines among ``lines`` lines from ``line`` (``marked[position:start]``),
+    comments and blank lines left out."""
+    segment = body[int(starts[line - 1]) : int(ends[line + lines - 2])]
+    simple = marked.count("\x01", position, start)
+    if not marked.count("\x02", position, start):
+        return parse_plain(segment, line, index, simple=simple == lines)
+    kinds = marked[position : start - 1 if start <= len(marked) else start].split("\n")
+    keep = [i for i, kind in enumerate(kinds) if kind != "\x02"]
+    if not keep:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    first = line - 1
+    text = "\n".join([body[int(starts[first + i]) : int(ends[first + i])] for i in keep])
+    run = parse_plain(text, 0, index, simple=simple == len(keep))
+    if run is None:
+        return None
+    numbers = np.array(keep, np.int64) + line
+    return run[0], run[1], run[2], numbers[run[3]]
+
+
 def mark_simple(text: str) -> str:
-    """``text`` with every ``<path without spaces or '='> <Y> <X>`` line replaced by ``\\x01`` (one
-    pass of one regular expression; the other lines are then found in a text a few bytes a
-    line long)."""
-    return _SIMPLE_LINES.sub("\x01", text)
+    """``text`` with every ``<path without spaces or '='> <Y> <X>`` line replaced by ``\\x01``
+    and every comment or blank line by ``\\x02`` (a regular-expression pass each; the layer
+    and attribute lines are then found in a text a few bytes a line long)."""
+    return _SKIP_LINES.sub("\x02", _SIMPLE_LINES.sub("\x01", text))
 
 
-def other_lines(text: str) -> list[tuple[int, int, str]]:
-    """``(start, end, kind)`` of every line of ``text`` that is not an image line: kind
-    ``"line"`` (a layer or an attribute: for the line parser) or ``"skip"`` (comment, blank)."""
-    return [(m.start(), m.end(), "line" if m.group(1) or m.group(2) else "skip") for m in _OTHER_LINES.finditer(text)]
+def other_lines(text: str) -> list[tuple[int, int]]:
+    """``(start, end)`` of every layer or attribute line of ``text`` (for the line parser)."""
+    return [(m.start(), m.end()) for m in _OTHER_LINES.finditer(text)]
