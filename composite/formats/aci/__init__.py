@@ -48,7 +48,7 @@ def source_files(path: Path) -> list[Path]:
         except (OSError, CompositeError):
             continue
         base = manifest_base(manifest)
-        for raw, line in first_lines(parsed).items():
+        for raw, line in first_lines(layer.components for layer in parsed.layers).items():
             try:
                 real = resolve_component(raw, manifest=manifest, line=line, base=base, allow_outside=True)
             except (CompositeError, OSError, RuntimeError):

@@ -34,6 +34,7 @@ import numpy as np
 from ...errors import FormatError, LimitError, where
 from ...limits import read_regular
 from ...replace import atomic_output
+from .table import Component as Component  # defined beside the table; imported from here
 from .table import ComponentTable, IntArray, image_lines, mark_simple, other_lines
 
 MAX_COMPONENTS = 1_000_000
@@ -48,17 +49,6 @@ _WORD = re.compile(r"\S+")
 _PLAIN_IMAGE = re.compile(r"(.*\S)\s+(\d+)\s+(\d+)")  # the common line: no signs, no quality words
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
-
-
-@dataclass(frozen=True, slots=True)
-class Component:
-    """One image line: ``path`` as written (relative to the manifest), level-0 offsets."""
-
-    path: str
-    y: int
-    x: int
-    quality: tuple[str, ...] = ()
-    line: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,7 +98,7 @@ class _Opener:
         by_real: dict[Path, int] = {}
         reals: list[Path] = []
         first: list[tuple[str, int]] = []
-        for raw, line in first_lines(manifest).items():
+        for raw, line in first_lines(layer.components for layer in manifest.layers).items():
             real = resolve_component(raw, manifest=path, line=line, base=base, allow_outside=self.allow_outside)
             if real not in by_real:
                 by_real[real] = len(reals)

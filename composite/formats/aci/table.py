@@ -1,6 +1,6 @@
 """A layer's image lines as columns: what a million-line manifest costs in arrays, not objects.
 
-:class:`ComponentTable` is a read-only sequence of :class:`~.manifest.Component` backed by
+:class:`ComponentTable` is a read-only sequence of :class:`Component` (one image line) backed by
 numpy columns (Y, X, line number, and an index into the distinct path strings). The fast
 parser (:func:`parse_plain`) builds it straight from the text with a few regular-expression and
 array passes, so neither parsing nor opening a manifest of 10^6 lines makes 10^6 Python
@@ -11,14 +11,12 @@ tuple of the same components, so code written against ``tuple[Component, ...]`` 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, overload
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 from numpy.typing import NDArray
-
-if TYPE_CHECKING:
-    from .manifest import Component, Manifest
 
 IntArray = NDArray[np.int64]
 _EMPTY: IntArray = np.zeros(0, np.int64)
@@ -34,7 +32,18 @@ _CHUNK = 1 << 20  # characters parsed at once
 _MAX_DIGITS = 13  # an offset over 10^12 is refused anyway; longer ones go to the line parser
 
 
-class ComponentTable(Sequence["Component"]):
+@dataclass(frozen=True, slots=True)
+class Component:
+    """One image line: ``path`` as written (relative to the manifest), level-0 offsets."""
+
+    path: str
+    y: int
+    x: int
+    quality: tuple[str, ...] = ()
+    line: int = field(default=0, compare=False)
+
+
+class ComponentTable(Sequence[Component]):
     """Image lines without quality words: ``paths[ids[i]]`` at (``ys[i]``, ``xs[i]``), line ``lines[i]``."""
 
     __slots__ = ("ids", "lines", "paths", "xs", "ys")
@@ -83,8 +92,6 @@ class ComponentTable(Sequence["Component"]):
     def __getitem__(self, index: int | slice) -> Component | tuple[Component, ...]:
         if isinstance(index, slice):
             return tuple(self[i] for i in range(*index.indices(len(self))))
-        from .manifest import Component
-
         i = range(len(self))[index]
         return Component(self.paths[int(self.ids[i])], int(self.ys[i]), int(self.xs[i]), (), int(self.lines[i]))
 
@@ -110,11 +117,12 @@ class ComponentTable(Sequence["Component"]):
         return f"ComponentTable({len(self)} components, {len(self.paths)} paths)"
 
 
-def first_lines(manifest: Manifest) -> dict[str, int]:
-    """Each distinct image path of ``manifest`` (all layers) and the line of its first use."""
+def first_lines(layers: Iterable[Sequence[Component]]) -> dict[str, int]:
+    """Each distinct image path of a manifest's ``layers`` (their components) and the line of
+    its first use."""
     found: dict[str, int] = {}
-    for layer in manifest.layers:
-        for raw, line in ComponentTable.of(layer.components).first_lines().items():
+    for components in layers:
+        for raw, line in ComponentTable.of(components).first_lines().items():
             found[raw] = min(line, found.get(raw, line))
     return dict(sorted(found.items(), key=lambda item: item[1]))
 
