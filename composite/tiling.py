@@ -7,10 +7,12 @@ target :class:`~composite.geometry.TileGrid` of the same size, row-major:
   are passed through untouched (:func:`is_copyable`). A tile that cannot be copied safely (a
   short JPEG edge tile, which OpenSlide rejects; a JP2-boxed J2K; a missing tile) is re-encoded
   on its own, so the level stays readable.
-- **re-encode**: otherwise each source tile is decoded once on a thread pool (imagecodecs
-  releases the GIL), a few target tiles ahead of the tasks that compose and encode the target
-  tiles on the same pool, and dropped after the last target tile overlapping it is done. The
-  calling thread only submits and yields, so every core decodes or encodes. Edge tiles are
+- **re-encode**: otherwise (:mod:`composite.retile`) each source tile row of a stripe is decoded
+  once into a band by one task on a thread pool (imagecodecs releases the GIL), a row or two
+  ahead of the tasks that cut and encode a target tile row from the bands on the same pool; a
+  band is dropped after the last target row it serves. The calling thread only submits and
+  yields, so every core decodes or encodes, and the interpreter's work is per row, not per
+  tile. Edge tiles are
   full-size, padded by repeating the last row/column (invisible, and it avoids JPEG ringing) or,
   for formats whose readers may show the padding (CWS), with the slide's glass colour.
 
@@ -19,7 +21,7 @@ Re-encoded tiles come in **column stripes** (:func:`stripes`): top to bottom in 
 two target rows must stay decoded until the second is done; across the whole level that is
 width x tile height x 3 bytes (72 MB on a 100,000 px slide), in a stripe it is a constant few MB,
 so memory does not grow with the slide. Stripe edges fall on multiples of both tile widths where
-such a multiple is near ``STRIPE_PX`` (240 and 256: 7,680 px; 240 and 752: 11,280 px), so no
+such a multiple is near ``STRIPE_PX`` (240 and 256: 3,840 px; 752 and 256: 12,032 px), so no
 source tile is decoded twice; otherwise the source column on a stripe edge is decoded once per stripe. Consumers place
 tiles by their (col, row), never by arrival order.
 
@@ -32,10 +34,8 @@ from __future__ import annotations
 import math
 import os
 import struct
-import threading
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,9 +45,10 @@ from .codecs import RGBArray, TileEncoding
 from .geometry import Box, TileGrid
 from .model import WHITE, Level, paste_tiles
 from .progress import ProgressCallback, no_progress
+from .retile import Fill as Fill  # the colour of edge tiles' padding (plan, writers)
+from .retile import reencoded
 
 _J2K_START = b"\xff\x4f\xff\x51"  # SOC then SIZ: a raw codestream, not a JP2 box file
-Fill = tuple[int, int, int] | None  # the colour of edge tiles' padding; None: repeat the edge
 COPYABLE = ("jpeg", "jpeg2000")
 
 
@@ -297,15 +298,17 @@ def encoded_tile(
     return EncodedTile(col, row, data, encoding)
 
 
-STRIPE_PX = 8192
+# 4,096 since the row-per-task pipeline (composite.retile) holds whole bands and rows of a stripe:
+# 8,192 px stripes held 25 MB more at the peak, and 40,000 px slides no longer matched 4,000 px ones.
+STRIPE_PX = 4096
 
 
 def stripes(source: TileGrid, target: TileGrid, *, stripe_px: int = STRIPE_PX) -> list[range]:
     """The target columns of each stripe, left to right: about ``stripe_px`` wide, on a common
-    multiple of both tile widths when one is at most twice that (no source tile then spans two
-    stripes)."""
+    multiple of both tile widths when one is at most three times that (no source tile then spans
+    two stripes)."""
     period = math.lcm(source.tile_width, target.tile_width)
-    width = period * max(1, stripe_px // period) if period <= 2 * stripe_px else stripe_px
+    width = period * max(1, stripe_px // period) if period <= 3 * stripe_px else stripe_px
     step = max(1, width // target.tile_width)
     return [range(col, min(col + step, target.cols)) for col in range(0, target.cols, step)]
 
@@ -324,113 +327,8 @@ def _reencoded(
 ) -> Iterator[EncodedTile]:
     encoding = output_encoding(compression, quality=quality, rgb=rgb)
 
-    def encode(retiler: _Retiler, col: int, row: int, box: Box, parts: list[_Part]) -> EncodedTile:
-        pixels = retiler.compose(box, parts)
+    def encode(pixels: RGBArray, col: int, row: int) -> EncodedTile:
         data = encode_tile(pixels, compression=compression, quality=quality, rgb=encoding.rgb)
         return EncodedTile(col, row, data, encoding)
 
-    # Decodes run DECODE_AHEAD x workers target tiles ahead of the encodes that need them, and at
-    # most IN_FLIGHT x workers encodes are queued: both cores stay busy, memory stays bounded.
-    # The pool is FIFO and a tile's decodes are submitted before its encode, so an encode only
-    # ever waits for a decode that a worker has already started (no deadlock).
-    planned: deque[tuple[_Retiler, int, int, Box, list[_Part]]] = deque()
-    pending: deque[Future[EncodedTile]] = deque()
-    for columns in stripe_columns:
-        retiler = _Retiler(source, target, columns, fill)
-        for row in range(target.rows):
-            for col in columns:
-                box = target.tile_box(col, row)
-                planned.append((retiler, col, row, box, retiler.parts(box, pool)))
-                if len(planned) > DECODE_AHEAD * workers:
-                    pending.append(pool.submit(encode, *planned.popleft()))
-                while len(pending) > IN_FLIGHT * workers:
-                    yield pending.popleft().result()
-    while planned:
-        pending.append(pool.submit(encode, *planned.popleft()))
-    while pending:
-        yield pending.popleft().result()
-
-
-_Part = tuple[tuple[int, int], "Future[RGBArray]"]
-DECODE_AHEAD = 2
-IN_FLIGHT = 4
-
-
-def _span(start: int, end: int, size: int) -> range:
-    """Indices of the tiles of ``size`` px that overlap pixels ``start``..``end - 1``."""
-    return range(start // size, (end - 1) // size + 1)
-
-
-class _Retiler:
-    """Target tiles of one stripe (``columns``) composed from source tiles, each decoded once on
-    the pool and dropped after its last use in the stripe (known in advance).
-
-    Decoded tiles held: those of the source rows the current target row of the stripe overlaps
-    (a source row straddling two target rows is kept until the second is done), plus the tiles
-    in flight.
-    """
-
-    def __init__(self, source: Level, target: TileGrid, columns: range, fill: Fill) -> None:
-        self._source = source
-        self._target = target
-        self._fill = fill
-        sg = source.grid
-        x0 = columns.start * target.tile_width
-        x1 = min(columns.stop * target.tile_width, target.width)
-        self._col_uses = {
-            c: len(_span(max(c * sg.tile_width, x0), min((c + 1) * sg.tile_width, x1), target.tile_width))
-            for c in _span(x0, x1, sg.tile_width)
-        }
-        self._row_uses = [
-            len(_span(r * sg.tile_height, min((r + 1) * sg.tile_height, sg.height), target.tile_height))
-            for r in range(sg.rows)
-        ]
-        self._decoded: dict[tuple[int, int], Future[RGBArray]] = {}
-        self._uses: dict[tuple[int, int], int] = {}
-        self._lock = threading.Lock()
-
-    def parts(self, box: Box, pool: ThreadPoolExecutor) -> list[_Part]:
-        """The decoded source tiles ``box`` needs, submitting the decodes not yet submitted."""
-        sg = self._source.grid
-        parts: list[_Part] = []
-        for row in _span(box.y, box.bottom, sg.tile_height):
-            for col in _span(box.x, box.right, sg.tile_width):
-                key = (col, row)
-                future = self._decoded.get(key)
-                if future is None:
-                    future = pool.submit(self._source.read_tile, col, row)
-                    with self._lock:
-                        self._decoded[key] = future
-                        self._uses[key] = self._col_uses[col] * self._row_uses[row]
-                parts.append((key, future))
-        return parts
-
-    def compose(self, box: Box, parts: list[_Part]) -> RGBArray:
-        """The full-size target tile over ``box``: edges padded with the fill colour, or by
-        repeating the last row/column."""
-        sg = self._source.grid
-        tw, th = self._target.tile_width, self._target.tile_height
-        if len(parts) == 1 and (box.width, box.height) == (tw, th):
-            (col, row), future = parts[0]
-            x, y = box.x - col * sg.tile_width, box.y - row * sg.tile_height
-            pixels: RGBArray = np.ascontiguousarray(future.result()[y : y + th, x : x + tw])
-        else:
-            pixels = np.empty((th, tw, 3), np.uint8)
-            for (col, row), future in parts:
-                tile = future.result()
-                sx, sy = col * sg.tile_width, row * sg.tile_height
-                x0, y0 = max(box.x, sx), max(box.y, sy)
-                x1, y1 = min(box.right, sx + tile.shape[1]), min(box.bottom, sy + tile.shape[0])
-                pixels[y0 - box.y : y1 - box.y, x0 - box.x : x1 - box.x] = tile[y0 - sy : y1 - sy, x0 - sx : x1 - sx]
-            if self._fill is not None:
-                pixels[: box.height, box.width :] = self._fill
-                pixels[box.height :] = self._fill
-            else:
-                pixels[: box.height, box.width :] = pixels[: box.height, box.width - 1 : box.width]
-                pixels[box.height :] = pixels[box.height - 1 : box.height]
-        with self._lock:
-            for key, _ in parts:
-                self._uses[key] -= 1
-                if not self._uses[key]:
-                    del self._uses[key], self._decoded[key]
-        return pixels
+    return reencoded(source, target, stripe_columns, encode=encode, pool=pool, workers=workers, fill=fill)

@@ -66,10 +66,11 @@ def test_stripes_fall_on_common_multiples_of_the_tile_widths() -> None:
     aligned = stripes(source, TileGrid(40_000, 30_000, 256, 256), stripe_px=8192)
     assert [len(cols) for cols in aligned[:-1]] == [30] * 5  # 7,680 px = 32 source tiles
     assert sum(len(cols) for cols in aligned) == 157 and aligned[-1].stop == 157
-    # 240 and 752 meet at 11,280 px (15 blocks); 240 and 4096 only at 61,440 px, past 2 x 8192:
-    # stripes of 8192 px (2 tiles), the source column on each edge decoded twice
+    # 240 and 752 meet at 11,280 px (15 blocks), within 3 x 4096; 240 and 4096 only at 61,440 px:
+    # stripes of 4096 px (1 tile), the source column on each edge decoded twice
     assert {len(cols) for cols in stripes(source, TileGrid(40_000, 30_000, 752, 480))[:-1]} == {15}
-    assert {len(cols) for cols in stripes(source, TileGrid(40_000, 30_000, 4096, 4096))[:-1]} == {2}
+    assert {len(cols) for cols in stripes(source, TileGrid(40_000, 30_000, 4096, 4096))[:-1]} == {1}
+    assert {len(cols) for cols in stripes(source, TileGrid(40_000, 30_000, 256, 256))[:-1]} == {15}  # 3,840 px
     assert stripes(source, TileGrid(500, 500, 256, 256)) == [range(0, 2)]
 
 
