@@ -251,6 +251,15 @@ async def test_changed_and_removed_sources(aiohttp_client: ClientFactory, tmp_pa
     (root / "a.svs").unlink()
     assert (await _get(client, "/slides/a.svs/Da0.jpg"))[0] == 404
     assert await (await client.get("/api/slides")).json() == []
+    # The name becomes a CWS directory: its files are served as they are.
+    source = write_synthetic_slide(tmp_path / "b.svs", width=1200, height=900, seed=3)
+    assert (await _get(client, "/slides/a.svs/FinalScan.ini"))[0] == 404
+    write_synthetic_slide(root / "a.svs", width=1500, height=1000, seed=1)
+    assert (await _get(client, "/slides/a.svs/FinalScan.ini"))[0] == 200
+    (root / "a.svs").unlink()
+    convert(source, root / "a.svs", to="cws")
+    for name in ("FinalScan.ini", "Da0.jpg"):
+        assert (await _get(client, f"/slides/a.svs/{name}"))[1] == (root / "a.svs" / name).read_bytes()
 
 
 def _open_fds() -> int:

@@ -139,6 +139,7 @@ class _Site:
         self._open_slides = open_slides
         self._skip_glass = skip_glass
         self._directories: dict[str, tuple[Identity, bool]] = {}  # directory -> is it a DICOM series
+        self._slide_files: dict[str, None] = {}  # URL prefixes last seen naming a slide file
         self._web = os.path.realpath(web_dir if web_dir is not None else web_directory())
         self._slides = FileSender(cache_control=CACHE_SHORT, immutable=IMAGE_SUFFIXES, cache_bytes=cache_bytes)
         self._viewer = FileSender(cache_control=CACHE_VIEWER)
@@ -166,9 +167,13 @@ class _Site:
         path = request.rel_url.path_safe
         if path.startswith(SLIDES):
             tail = _tail(path[len(SLIDES) :])
+            # A file of a slide file served before (a regular file holds no static files): skip
+            # the static lookup, which could only fail. Anything else tries the static file first.
+            if tail.rpartition("/")[0] in self._slide_files:
+                return await self._virtual_file(request, tail, checked=False)
             found = resolve(self._root, tail)
             if found is None:
-                return await self._virtual_file(request, tail)
+                return await self._virtual_file(request, tail, checked=True)
             return await self._slides.send(request, *found)
         if path == "/api/slides":
             return await self._api_slides(request)
@@ -177,19 +182,30 @@ class _Site:
             raise web.HTTPNotFound()
         return await self._viewer.send(request, *found)
 
-    async def _virtual_file(self, request: web.BaseRequest, tail: str) -> web.StreamResponse:
-        """A file of a virtual CWS directory: ``<slide path>/<CWS file name>``, else a 404."""
+    async def _virtual_file(self, request: web.BaseRequest, tail: str, *, checked: bool) -> web.StreamResponse:
+        """A file of a virtual CWS directory: ``<slide path>/<CWS file name>``, else a 404.
+
+        ``checked``: the static lookup has found no file ``tail``; else it is made here when
+        ``tail``'s slide file is no longer one (replaced by a directory).
+        """
         prefix, _, name = tail.rpartition("/")
         if not prefix or VIRTUAL_FILE.fullmatch(name) is None:
             raise web.HTTPNotFound()
         found = lookup(self._root, prefix)  # the static rules: nothing outside ROOT, nothing hidden
-        if found is None:
+        if found is not None:
+            real, st = found
+            if stat.S_ISREG(st.st_mode) and os.path.splitext(real)[1].lower() in VIRTUAL_SUFFIXES:
+                if prefix not in self._slide_files:
+                    if len(self._slide_files) >= MAX_DIRECTORIES:
+                        self._slide_files.clear()
+                    self._slide_files[prefix] = None
+                return await self._virtual_slides().send(request, real, st, name)
+        self._slide_files.pop(prefix, None)
+        if not checked and (static := resolve(self._root, tail)) is not None:
+            return await self._slides.send(request, *static)
+        if found is None or not (stat.S_ISDIR(found[1].st_mode) and self._series(*found)):
             raise web.HTTPNotFound()
-        real, st = found
-        slide_file = stat.S_ISREG(st.st_mode) and os.path.splitext(real)[1].lower() in VIRTUAL_SUFFIXES
-        if not (slide_file or (stat.S_ISDIR(st.st_mode) and self._series(real, st))):
-            raise web.HTTPNotFound()
-        return await self._virtual_slides().send(request, real, st, name)
+        return await self._virtual_slides().send(request, *found, name)
 
     def _series(self, real: str, st: os.stat_result) -> bool:
         """Whether a directory is a DICOM series, remembered while its stat stays the same: a miss
