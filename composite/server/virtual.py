@@ -80,7 +80,8 @@ class _Open:
         if os.path.isdir(path):
             if not is_series(path):
                 raise NotASlide(path)
-            self.files = sum(1 for _ in os.scandir(path))
+            with os.scandir(path) as entries:
+                self.files = sum(1 for _ in entries)
         elif os.path.splitext(path)[1].lower() not in VIRTUAL_SUFFIXES:
             raise NotASlide(path)
         self.slide = open_slide(path)
