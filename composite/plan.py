@@ -220,7 +220,10 @@ def make_plan(slide: Slide, options: WriteOptions, rules: PlanRules, *, spool_di
     decoded here.
     """
     if options.skip_glass and not rules.sparse:
-        raise UnsupportedFormatError(f"{rules.container} output cannot leave glass {rules.tile_noun}s out")
+        raise UnsupportedFormatError(
+            f"{rules.container} output cannot leave glass {rules.tile_noun}s out (--skip-glass is for CWS; "
+            "docs/convert.md, Skipping glass)"
+        )
     tile = _tile(slide, options, rules)
     compression = _compression(slide, options, rules)
     if not rules.levels:

@@ -429,3 +429,24 @@ def test_faint_tissue_alone_in_glass_is_kept_by_the_whole_pipeline(tmp_path: Pat
     assert set(scene.blocks) <= kept, f"faint blocks dropped: {sorted(set(scene.blocks) - kept)}"
     assert kept == set(scene.blocks) | set(pinned(grid))
     assert report.levels[0].glass_tiles == grid.tile_count - len(kept)
+
+
+def test_svs_and_tiff_refuse_skip_glass_because_readers_disagree_on_empty_tiles(tmp_path: Path) -> None:
+    """docs/convert.md: an empty TIFF tile is transparent in OpenSlide and black in tifffile (and in
+    Bio-Formats; libvips fails), so SVS/TIFF output refuses --skip-glass. If this tripwire breaks,
+    the readers changed: check them all again before offering empty tiles."""
+    import openslide
+    import tifffile
+
+    path = synthetic.write_synthetic_slide(tmp_path / "s.svs", width=720, height=480, stamp=False)
+    with tifffile.TiffFile(path, mode="r+b") as tiff:
+        offsets, counts = tiff.pages[0].tags["TileOffsets"], tiff.pages[0].tags["TileByteCounts"]
+        offsets.overwrite([0, *offsets.value[1:]])
+        counts.overwrite([0, *counts.value[1:]])
+    with tifffile.TiffFile(path) as tiff:
+        assert not tiff.pages[0].asarray()[:TILE, :TILE].any()  # black
+    with openslide.OpenSlide(str(path)) as theirs:
+        assert not np.asarray(theirs.read_region((0, 0), 0, (TILE, TILE))).any()  # transparent
+    for name in ("out.svs", "out.tif"):
+        with pytest.raises(UnsupportedFormatError, match="cannot leave glass tiles out"):
+            convert(path, tmp_path / name, options=WriteOptions(skip_glass=True))
