@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from composite import codecs, synthetic
+from composite import codecs, synthetic, synthetic_glass
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
@@ -45,6 +45,21 @@ def synthetic_slide(width: int, height: int) -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
         print(f"making {path.name} (cached for later runs) ...", flush=True)
         synthetic.write_synthetic_slide(path, width=width, height=height, tile_size=240, quality=QUALITY, stamp=False)
+    return path
+
+
+def glass_slide(width: int, height: int) -> Path:
+    """The cached glass slide: tissue pieces on 35% of the area, on shaded glass with dust and pale
+    fat (composite.synthetic_glass); remade when either generator changes."""
+    sources = Path(synthetic.__file__).read_bytes() + Path(synthetic_glass.__file__).read_bytes()
+    path = CACHE / f"glass-{width}x{height}-{hashlib.sha256(sources).hexdigest()[:8]}.svs"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        print(f"making {path.name} (cached for later runs) ...", flush=True)
+        scene = synthetic_glass.GlassScene(width=width, height=height, tissue=0.35)
+        synthetic.write_synthetic_slide(
+            path, width=width, height=height, tile_size=240, quality=QUALITY, stamp=False, scene=scene
+        )
     return path
 
 

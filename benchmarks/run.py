@@ -55,6 +55,10 @@ class Context:
         self.require(target)
         return [*inputs.wsi_composite(), "convert", str(src), str(out), "--to", target, *options, "--quiet"]
 
+    def glass(self) -> Path:
+        """The glass slide of this size (made and cached on first use)."""
+        return inputs.glass_slide(self.width, self.height)
+
     def pip_vips(self, *args: str | Path) -> list[str]:
         if self.vips is None:
             raise Unavailable(f"could not install {' '.join(inputs.VIPS_REQUIREMENTS)}")
@@ -185,6 +189,9 @@ JOBS = (
     # DICOM WSI: every level an instance, the SVS's JPEG tiles copied as frames (both tools)
     Job("9", "ours: SVS -> DICOM default (byte copy)", lambda c, o: c.ours("dicom", c.svs, o), ("9w",)),
     Job("9w", "wsidicomizer (pip) SVS -> DICOM default", _wsidicomizer),
+    # Skipping glass (docs/cws.md): the glass slide (35% tissue) as CWS with and without glass blocks
+    Job("g", "ours: glass SVS -> CWS default (byte copy)", lambda c, o: c.ours("cws", c.glass(), o)),
+    Job("gs", "ours: glass SVS -> CWS --skip-glass", lambda c, o: c.ours("cws", c.glass(), o, "--skip-glass"), ("g",)),
     # Codec ceilings (run with any job naming them): level-0 tiles decoded + encoded Q80, nothing else
     Job("c", "codec ceiling: SVS tiles -> RGB JPEG Q80", _ceiling()),
     Job("cy", "codec ceiling: SVS tiles -> YCbCr JPEG Q80", _ceiling("--ycbcr")),
@@ -237,6 +244,9 @@ def run_job(job: Job, ctx: Context, *, sync: bool, keep: bool) -> Measurement | 
         codec = json.loads(ceiling.read_text())
         ceiling.unlink()
         result = dataclasses.replace(result, wall_s=codec["codec_wall_s"], cpu_s=codec["codec_cpu_s"])
+    if result.ok and job.id in ("g", "gs"):
+        files = [p for p in out.rglob("*") if p.is_file()]
+        ctx.notes[job.id] = f"{len(files)} files, {sum(p.stat().st_size for p in files)} bytes"
     if result.ok and job.id == "1":
         ctx.cws_blocks = _count_blocks(out)
         ctx.notes["1"] = f"{ctx.cws_blocks} block files"
