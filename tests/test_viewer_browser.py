@@ -248,3 +248,35 @@ def test_bad_slide_url_shows_a_message(browser: Any, site: Path) -> None:
             assert "not an http(s) URL" in page.locator("#message").text_content()
     finally:
         page.close()
+
+
+def test_glass_left_out_is_painted_with_the_background_colour(browser: Any, tmp_path: Path) -> None:
+    """--skip-glass lists no block there; the viewer paints tBackgroundColor, not white."""
+    from composite.synthetic import write_synthetic_slide
+    from composite.synthetic_glass import GlassScene
+
+    from .cws_reference import read_ini
+
+    width, height, tile = 4800, 3600, 240
+    svs = write_synthetic_slide(
+        tmp_path / "g.svs", width=width, height=height, stamp=False, scene=GlassScene(width=width, height=height)
+    )
+    site = tmp_path / "site"
+    shutil.copytree(WEB, site)
+    convert(svs, site / "slides" / "glass", to="cws", options=WriteOptions(skip_glass=True, parents=True))
+    sections = read_ini(site / "slides" / "glass" / "FinalScan.ini")
+    background = np.array([int(v) for v in sections["Header"]["tbackgroundcolor"].split(",")])
+    cols = -(-width // tile)
+    listed = {(int(n[2:]) % cols, int(n[2:]) // cols) for n, v in sections.items() if "x" in v and n.startswith("Da")}
+    # A view whose blocks are all left out: the top edge, right of the pinned top-left block.
+    x0, y0 = 2 * tile, 0
+    blocks = {(c, r) for c in range(x0 // tile, (x0 + VIEW_W) // tile + 1) for r in range((VIEW_H // tile) + 1)}
+    assert not blocks & listed and tuple(background) != (255, 255, 255)
+    page = browser.new_page()
+    try:
+        with http_server(site) as url:
+            _open(page, f"{url}?slide=slides/glass/")
+            shot = _centre(_show(page, x0, y0, VIEW_W, VIEW_H))
+    finally:
+        page.close()
+    assert np.abs(shot - background).max() <= 2, f"viewer shows {shot.reshape(-1, 3).mean(0)}, not {background}"
