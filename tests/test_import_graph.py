@@ -129,3 +129,23 @@ print("composite.formats.cws.layout" in sys.modules)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     lines = done.stdout.strip().splitlines()
     assert lines == ["[]", "True"], done.stdout + done.stderr
+
+
+def test_warm_up_loads_the_readers_only_for_roots_with_such_slides(tmp_path: Path, synthetic_svs: Path) -> None:
+    (tmp_path / "cws").mkdir()
+    convert(synthetic_svs, tmp_path / "cws" / "one", to="cws")
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "case.svs").write_bytes(synthetic_svs.read_bytes())
+    code = f"""
+import sys, threading
+from composite.server import create_handler
+def warmed(root):
+    create_handler(root, warm_up=True)
+    for thread in threading.enumerate():
+        if thread.name == "composite-warm-up":
+            thread.join()
+    return any(m.startswith("composite.formats") for m in sys.modules)
+print(warmed({str(tmp_path / "cws")!r}), warmed({str(tmp_path / "mixed")!r}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert done.stdout.split() == ["False", "True"], done.stdout + done.stderr

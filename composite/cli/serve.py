@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             cache_bytes=args.cache_mb << 20,
             open_slides=args.open_slides,
             skip_glass=args.skip_glass,
+            warm_up=True,  # called in the serving process, after any fork
         ),
         sock,
         workers=args.workers or default_processes(),

@@ -49,7 +49,16 @@ from .files import (
     lookup,
     resolve,
 )
-from .slides import VIRTUAL_FILE, VIRTUAL_SUFFIXES, Identity, SlideIndex, SlideInfo, identity_of, is_series
+from .slides import (
+    DICOM_SUFFIX,
+    VIRTUAL_FILE,
+    VIRTUAL_SUFFIXES,
+    Identity,
+    SlideIndex,
+    SlideInfo,
+    identity_of,
+    is_series,
+)
 
 if TYPE_CHECKING:
     from .virtual import VirtualSlides
@@ -59,6 +68,7 @@ __all__ = ["Handler", "create_app", "create_handler", "web_directory"]
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 METHODS = frozenset({hdrs.METH_GET, hdrs.METH_HEAD})
 SLIDES = "/slides/"
+WARM_UP_ENTRIES = 1000  # entries of ROOT looked at for slides stored in other formats
 MAX_DIRECTORIES = 4096  # directories remembered as DICOM series or not
 OPEN_SLIDES = 16  # composite.server.virtual.MAX_SLIDES (importing it loads the format readers)
 
@@ -83,19 +93,28 @@ def create_handler(
     cache_bytes: int = FILE_CACHE_BYTES,
     open_slides: int = OPEN_SLIDES,
     skip_glass: bool = False,
+    warm_up: bool = False,
 ) -> Handler:
     """The site serving ``root`` as one aiohttp request handler.
 
     ``cors`` is the origin allowed by CORS headers; ``cache_bytes`` bounds the memory kept for
     small files under ROOT and blocks of virtual slides (see :class:`composite.server.files.FileSender`);
     ``open_slides`` bounds the non-CWS slides kept open (:mod:`composite.server.virtual`);
-    ``skip_glass`` leaves their glass blocks out, as ``convert --skip-glass`` does.
+    ``skip_glass`` leaves their glass blocks out, as ``convert --skip-glass`` does. ``warm_up``
+    loads the format readers on a thread now when ROOT's top level holds such a slide (only in the
+    process that serves: a thread must not be importing when the process forks).
     """
     root = Path(root)
     if not root.is_dir():
         raise SlideNotFoundError(f"{root}: not a directory")
     site = _Site(
-        root, cors=cors, web_dir=web_dir, cache_bytes=cache_bytes, open_slides=open_slides, skip_glass=skip_glass
+        root,
+        cors=cors,
+        web_dir=web_dir,
+        cache_bytes=cache_bytes,
+        open_slides=open_slides,
+        skip_glass=skip_glass,
+        warm_up=warm_up,
     )
     return site.handle
 
@@ -130,6 +149,7 @@ class _Site:
         cache_bytes: int,
         open_slides: int,
         skip_glass: bool,
+        warm_up: bool = False,
     ) -> None:
         real_root = os.path.realpath(root)
         self._root = real_root
@@ -145,6 +165,10 @@ class _Site:
         self._viewer = FileSender(cache_control=CACHE_VIEWER)
         self._cors = cors
         self._allowed = ("GET", "HEAD", "OPTIONS") if cors else ("GET", "HEAD")
+        if warm_up:
+            # When ROOT's top level holds a slide stored in another format, load the readers now,
+            # on a thread, rather than in that slide's first request (about a second).
+            threading.Thread(target=self._warm_up, name="composite-warm-up", daemon=True).start()
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if self._cors is None:
@@ -206,6 +230,19 @@ class _Site:
         if found is None or not (stat.S_ISDIR(found[1].st_mode) and self._series(*found)):
             raise web.HTTPNotFound()
         return await self._virtual_slides().send(request, *found, name)
+
+    def _warm_up(self) -> None:
+        try:
+            with os.scandir(self._root) as entries:
+                names = [entry.name for _, entry in zip(range(WARM_UP_ENTRIES), entries, strict=False)]
+        except OSError:
+            return
+        suffixes = {os.path.splitext(name)[1].lower() for name in names if not name.startswith(".")}
+        if suffixes & VIRTUAL_SUFFIXES or DICOM_SUFFIX in suffixes:
+            try:
+                self._virtual_slides()
+            except Exception:  # only a head start: the first such request tries again
+                return
 
     def _series(self, real: str, st: os.stat_result) -> bool:
         """Whether a directory is a DICOM series, remembered while its stat stays the same: a miss
