@@ -42,7 +42,6 @@ from ....progress import ProgressCallback
 from ....tiling import EncodedTile
 from ...tiffwrite.common import build_lower_levels
 from .dataset import Pixels, SeriesInfo, instance_dataset
-from .encode import new_uid
 from .frames import BOT_LIMIT, Buffer, Frame, reserve_extended_table, use_extended_table, write_instance
 from .metadata import check_uid, load_metadata
 
@@ -91,6 +90,8 @@ WRITER = DicomWriter()
 
 
 def _series(slide: Slide, options: DicomOptions, metadata: dict[str, Any]) -> SeriesInfo:
+    from pydicom.uid import generate_uid
+
     now = datetime.datetime.now()
     study, series = options.study_uid, options.series_uid
     mpp = slide.mpp
@@ -102,12 +103,12 @@ def _series(slide: Slide, options: DicomOptions, metadata: dict[str, Any]) -> Se
             ' {"mpp": 0.25} in --metadata'
         )
     return SeriesInfo(
-        study_uid=check_uid(study, "study UID") if study else new_uid(),
-        series_uid=check_uid(series, "series UID") if series else new_uid(),
-        frame_of_reference_uid=new_uid(),
-        pyramid_uid=new_uid(),
-        dimension_uid=new_uid(),
-        specimen_uid=new_uid(),
+        study_uid=check_uid(study, "study UID") if study else generate_uid(),
+        series_uid=check_uid(series, "series UID") if series else generate_uid(),
+        frame_of_reference_uid=generate_uid(),
+        pyramid_uid=generate_uid(),
+        dimension_uid=generate_uid(),
+        specimen_uid=generate_uid(),
         metadata=metadata,
         mpp=mpp,
         magnification=slide.magnification,

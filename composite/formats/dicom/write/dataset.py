@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .... import __version__
-from .encode import IMPLEMENTATION_UID, new_uid
 
 WSI_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.77.1.6"
 PLACEHOLDER = "UNKNOWN"
@@ -59,19 +58,14 @@ class Pixels:
     lossy_method: str | None  # ISO_10918_1, ISO_15444_1; None: lossless
 
 
-Dataset = dict[str, Any]  # keyword -> value, as :mod:`.encode` writes it
+def code(value: str, scheme: str, meaning: str) -> Any:
+    from pydicom import Dataset
 
-
-@dataclass
-class Header:
-    """One instance's header: the file meta and the dataset (everything but Pixel Data)."""
-
-    meta: Dataset
-    dataset: Dataset
-
-
-def code(value: str, scheme: str, meaning: str) -> Dataset:
-    return {"CodeValue": value, "CodingSchemeDesignator": scheme, "CodeMeaning": meaning}
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
 
 
 @functools.cache
@@ -95,72 +89,86 @@ def instance_dataset(
     pixels: Pixels,
     resampled: bool,
     original: bool,
-) -> Header:
-    """The header of one instance: a pyramid level (``kind`` VOLUME) or an associated image
-    (LABEL, OVERVIEW), ``size`` its total pixel matrix made of ``tile`` frames."""
+) -> Any:
+    """The header (with file meta) of one instance: a pyramid level (``kind`` VOLUME) or an
+    associated image (LABEL, OVERVIEW), ``size`` its total pixel matrix made of ``tile`` frames."""
+    from pydicom import Dataset, FileMetaDataset, Sequence
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, generate_uid
+
     if kind not in KINDS:
         raise ValueError(f"unknown image kind {kind!r}")
-    sop_uid = new_uid()
-    meta: Dataset = {
-        "FileMetaInformationVersion": b"\x00\x01",
-        "MediaStorageSOPClassUID": WSI_SOP_CLASS,
-        "MediaStorageSOPInstanceUID": sop_uid,
-        "TransferSyntaxUID": pixels.transfer_syntax,
-        "ImplementationClassUID": IMPLEMENTATION_UID,
-        "ImplementationVersionName": f"COMPOSITE_{__version__}"[:16],
-    }
+    ds = Dataset()
+    sop_uid = generate_uid()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(WSI_SOP_CLASS)
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = UID(pixels.transfer_syntax)
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = f"COMPOSITE_{__version__}"[:16]
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
     image_type = ["ORIGINAL" if original else "DERIVED", "PRIMARY", kind, "RESAMPLED" if resampled else "NONE"]
-    ds: Dataset = {
-        "SpecificCharacterSet": "ISO_IR 192",
-        "ImageType": image_type,
-        "SOPClassUID": WSI_SOP_CLASS,
-        "SOPInstanceUID": sop_uid,
-    }
+    ds.ImageType = image_type
+    ds.SOPClassUID = WSI_SOP_CLASS
+    ds.SOPInstanceUID = sop_uid
     _patient_study_series(ds, series)
-    ds["InstanceNumber"] = number
-    ds["ContentDate"] = series.now.strftime("%Y%m%d")
-    ds["ContentTime"] = series.now.strftime("%H%M%S")
-    ds["AcquisitionDateTime"] = series.acquired
-    ds["FrameOfReferenceUID"] = series.frame_of_reference_uid
-    ds["PositionReferenceIndicator"] = "SLIDE_CORNER"
+    ds.InstanceNumber = number
+    ds.ContentDate = series.now.strftime("%Y%m%d")
+    ds.ContentTime = series.now.strftime("%H%M%S")
+    ds.AcquisitionDateTime = series.acquired
+    ds.FrameOfReferenceUID = series.frame_of_reference_uid
+    ds.PositionReferenceIndicator = "SLIDE_CORNER"
     _equipment(ds, series.metadata)
     _specimen(ds, series.metadata, series.specimen_uid)
     _image_pixel(ds, size=size, tile=tile, frames=frames, pixels=pixels)
-    ds["DimensionOrganizationType"] = "TILED_FULL"
-    ds["DimensionOrganizationSequence"] = [{"DimensionOrganizationUID": series.dimension_uid}]
-    ds["TotalPixelMatrixColumns"], ds["TotalPixelMatrixRows"] = size
-    ds["TotalPixelMatrixFocalPlanes"] = 1
-    ds["NumberOfOpticalPaths"] = 1
-    ds["TotalPixelMatrixOriginSequence"] = [{"XOffsetInSlideCoordinateSystem": 0, "YOffsetInSlideCoordinateSystem": 0}]
-    ds["ImageOrientationSlide"] = [0, 1, 0, 1, 0, 0]
-    ds["VolumetricProperties"] = "VOLUME"
-    ds["SpecimenLabelInImage"] = "YES" if kind in {"LABEL", "OVERVIEW"} else "NO"
-    ds["BurnedInAnnotation"] = "YES" if kind in {"LABEL", "OVERVIEW"} else "NO"
-    ds["FocusMethod"] = "AUTO"
-    ds["ExtendedDepthOfField"] = "NO"
-    ds["AcquisitionContextSequence"] = []
-    ds["OpticalPathSequence"] = [_optical_path(series)]
+    ds.DimensionOrganizationType = "TILED_FULL"
+    organisation = Dataset()
+    organisation.DimensionOrganizationUID = series.dimension_uid
+    ds.DimensionOrganizationSequence = Sequence([organisation])
+    ds.TotalPixelMatrixColumns, ds.TotalPixelMatrixRows = size
+    ds.TotalPixelMatrixFocalPlanes = 1
+    ds.NumberOfOpticalPaths = 1
+    origin = Dataset()
+    origin.XOffsetInSlideCoordinateSystem = 0
+    origin.YOffsetInSlideCoordinateSystem = 0
+    ds.TotalPixelMatrixOriginSequence = Sequence([origin])
+    ds.ImageOrientationSlide = [0, 1, 0, 1, 0, 0]
+    ds.VolumetricProperties = "VOLUME"
+    ds.SpecimenLabelInImage = "YES" if kind in {"LABEL", "OVERVIEW"} else "NO"
+    ds.BurnedInAnnotation = "YES" if kind in {"LABEL", "OVERVIEW"} else "NO"
+    ds.FocusMethod = "AUTO"
+    ds.ExtendedDepthOfField = "NO"
+    ds.AcquisitionContextSequence = Sequence()
+    ds.OpticalPathSequence = Sequence([_optical_path(series)])
+    shared = Dataset()
+    frame_type = Dataset()
+    frame_type.FrameType = image_type
+    shared.WholeSlideMicroscopyImageFrameTypeSequence = Sequence([frame_type])
+    path_id = Dataset()
+    path_id.OpticalPathIdentifier = "1"
+    shared.OpticalPathIdentificationSequence = Sequence([path_id])
     spacing = _spacing(series, size) if kind in {"VOLUME", "THUMBNAIL"} else None
-    measures: Dataset = {}
+    measures = Dataset()
+    shared.PixelMeasuresSequence = Sequence([measures])
     if spacing is not None:
-        measures["PixelSpacing"] = [spacing[1], spacing[0]]  # mm: row spacing, column spacing
-        measures["SliceThickness"] = SLICE_THICKNESS_MM
-        ds["ImagedVolumeWidth"] = size[0] * spacing[0]
-        ds["ImagedVolumeHeight"] = size[1] * spacing[1]
-        ds["ImagedVolumeDepth"] = SLICE_THICKNESS_MM * 1000  # um
-    ds["SharedFunctionalGroupsSequence"] = [
-        {
-            "WholeSlideMicroscopyImageFrameTypeSequence": [{"FrameType": image_type}],
-            "OpticalPathIdentificationSequence": [{"OpticalPathIdentifier": "1"}],
-            "PixelMeasuresSequence": [measures],
-        }
-    ]
+        measures.PixelSpacing = [_ds(spacing[1]), _ds(spacing[0])]  # mm: row spacing, column spacing
+        measures.SliceThickness = _ds(SLICE_THICKNESS_MM)
+        ds.ImagedVolumeWidth = size[0] * spacing[0]
+        ds.ImagedVolumeHeight = size[1] * spacing[1]
+        ds.ImagedVolumeDepth = SLICE_THICKNESS_MM * 1000  # um
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
     if kind == "VOLUME":
-        ds["PyramidUID"] = series.pyramid_uid
+        ds.PyramidUID = series.pyramid_uid
     if kind == "LABEL":
-        ds["LabelText"] = series.metadata.get("LabelText", "")
-        ds["BarcodeValue"] = series.metadata.get("BarcodeValue", "")
-    return Header(meta, ds)
+        ds.LabelText = series.metadata.get("LabelText", "")
+        ds.BarcodeValue = series.metadata.get("BarcodeValue", "")
+    return ds
+
+
+def _ds(value: float) -> Any:
+    from pydicom.valuerep import DSfloat
+
+    return DSfloat(value, auto_format=True)
 
 
 def _spacing(series: SeriesInfo, size: tuple[int, int]) -> tuple[float, float] | None:
@@ -171,72 +179,73 @@ def _spacing(series: SeriesInfo, size: tuple[int, int]) -> tuple[float, float] |
     return series.mpp[0] / 1000 * base_w / size[0], series.mpp[1] / 1000 * base_h / size[1]
 
 
-def _patient_study_series(ds: Dataset, series: SeriesInfo) -> None:
+def _patient_study_series(ds: Any, series: SeriesInfo) -> None:
     given = series.metadata
     for keyword in (
         "PatientName", "PatientID", "PatientBirthDate", "PatientSex",
         "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
     ):  # fmt: skip
-        ds[keyword] = given.get(keyword, "")
+        setattr(ds, keyword, given.get(keyword, ""))
     for keyword in ("StudyDescription", "SeriesDescription", "IssuerOfPatientID", "PatientAge"):
         if keyword in given:
-            ds[keyword] = given[keyword]
-    ds["StudyInstanceUID"] = series.study_uid
-    ds["SeriesInstanceUID"] = series.series_uid
-    ds["Modality"] = "SM"
-    ds["SeriesNumber"] = given.get("SeriesNumber", "")
+            setattr(ds, keyword, given[keyword])
+    ds.StudyInstanceUID = series.study_uid
+    ds.SeriesInstanceUID = series.series_uid
+    ds.Modality = "SM"
+    ds.SeriesNumber = given.get("SeriesNumber", "")
 
 
-def _equipment(ds: Dataset, given: Mapping[str, Any]) -> None:
-    ds["Manufacturer"] = given.get("Manufacturer", "composite")
-    ds["ManufacturerModelName"] = given.get("ManufacturerModelName", "wsi-composite convert")
-    ds["DeviceSerialNumber"] = given.get("DeviceSerialNumber", PLACEHOLDER)
-    ds["SoftwareVersions"] = [f"composite {__version__}"]
+def _equipment(ds: Any, given: Mapping[str, Any]) -> None:
+    ds.Manufacturer = given.get("Manufacturer", "composite")
+    ds.ManufacturerModelName = given.get("ManufacturerModelName", "wsi-composite convert")
+    ds.DeviceSerialNumber = given.get("DeviceSerialNumber", PLACEHOLDER)
+    ds.SoftwareVersions = [f"composite {__version__}"]
     if "InstitutionName" in given:
-        ds["InstitutionName"] = given["InstitutionName"]
+        ds.InstitutionName = given["InstitutionName"]
 
 
-def _specimen(ds: Dataset, given: Mapping[str, Any], specimen_uid: str) -> None:
-    container = given.get("ContainerIdentifier", PLACEHOLDER)
-    ds["ContainerIdentifier"] = container
-    ds["IssuerOfTheContainerIdentifierSequence"] = []
-    ds["ContainerTypeCodeSequence"] = [code("433466003", "SCT", "Microscope slide")]
-    specimen: Dataset = {
-        "SpecimenIdentifier": given.get("SpecimenIdentifier", container),
-        "SpecimenUID": specimen_uid,
-        "IssuerOfTheSpecimenIdentifierSequence": [],
-        "SpecimenPreparationSequence": [],
-    }
-    ds["SpecimenDescriptionSequence"] = [specimen]
+def _specimen(ds: Any, given: Mapping[str, Any], specimen_uid: str) -> None:
+    from pydicom import Dataset, Sequence
+
+    ds.ContainerIdentifier = given.get("ContainerIdentifier", PLACEHOLDER)
+    ds.IssuerOfTheContainerIdentifierSequence = Sequence()
+    ds.ContainerTypeCodeSequence = Sequence([code("433466003", "SCT", "Microscope slide")])
+    specimen = Dataset()
+    specimen.SpecimenIdentifier = given.get("SpecimenIdentifier", ds.ContainerIdentifier)
+    specimen.SpecimenUID = specimen_uid
+    specimen.IssuerOfTheSpecimenIdentifierSequence = Sequence()
+    specimen.SpecimenPreparationSequence = Sequence()
+    ds.SpecimenDescriptionSequence = Sequence([specimen])
 
 
-def _image_pixel(ds: Dataset, *, size: tuple[int, int], tile: tuple[int, int], frames: int, pixels: Pixels) -> None:
-    ds["Columns"], ds["Rows"] = tile
-    ds["NumberOfFrames"] = frames
-    ds["SamplesPerPixel"] = 3
-    ds["PhotometricInterpretation"] = pixels.photometric
-    ds["PlanarConfiguration"] = 0
-    ds["BitsAllocated"] = 8
-    ds["BitsStored"] = 8
-    ds["HighBit"] = 7
-    ds["PixelRepresentation"] = 0
+def _image_pixel(ds: Any, *, size: tuple[int, int], tile: tuple[int, int], frames: int, pixels: Pixels) -> None:
+    ds.Columns, ds.Rows = tile
+    ds.NumberOfFrames = frames
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = pixels.photometric
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
     if pixels.lossy_method is not None:
         from .frames import RATIO_PLACEHOLDER
 
-        ds["LossyImageCompression"] = "01"
-        ds["LossyImageCompressionRatio"] = RATIO_PLACEHOLDER
-        ds["LossyImageCompressionMethod"] = pixels.lossy_method
+        ds.LossyImageCompression = "01"
+        ds.LossyImageCompressionRatio = RATIO_PLACEHOLDER
+        ds.LossyImageCompressionMethod = pixels.lossy_method
     else:
-        ds["LossyImageCompression"] = "00"
+        ds.LossyImageCompression = "00"
 
 
-def _optical_path(series: SeriesInfo) -> Dataset:
-    path: Dataset = {
-        "OpticalPathIdentifier": "1",
-        "IlluminationTypeCodeSequence": [code("111744", "DCM", "Brightfield illumination")],
-        "IlluminationColorCodeSequence": [code("414298005", "SCT", "Full Spectrum")],
-        "ICCProfile": srgb_profile(),
-    }
+def _optical_path(series: SeriesInfo) -> Any:
+    from pydicom import Dataset, Sequence
+
+    path = Dataset()
+    path.OpticalPathIdentifier = "1"
+    path.IlluminationTypeCodeSequence = Sequence([code("111744", "DCM", "Brightfield illumination")])
+    path.IlluminationColorCodeSequence = Sequence([code("414298005", "SCT", "Full Spectrum")])
+    path.ICCProfile = srgb_profile()
     if series.magnification is not None:
-        path["ObjectiveLensPower"] = series.magnification
+        path.ObjectiveLensPower = _ds(series.magnification)
     return path

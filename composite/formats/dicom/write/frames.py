@@ -1,7 +1,7 @@
-"""One DICOM Part 10 file written as its frames arrive: the header, then the pixels.
+"""One DICOM Part 10 file written as its frames arrive: pydicom writes the header, we the pixels.
 
-:func:`write_instance` writes the file meta and the dataset (everything but Pixel Data, encoded by
-:mod:`.encode`), then appends the Pixel Data element, one frame at a time, so a level of any size
+:func:`write_instance` lets pydicom write the file meta and the dataset (everything but Pixel
+Data), then appends the Pixel Data element itself, one frame at a time, so a level of any size
 passes through a few frames of memory:
 
 - encapsulated (JPEG, JPEG 2000): an item per frame (each padded to an even length with one
@@ -27,11 +27,9 @@ import struct
 from array import array
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ....errors import FormatError
-from .dataset import Header
-from .encode import encode_file
 
 BOT_LIMIT = 2**32 - 1  # the Basic Offset Table's offsets are 32-bit
 RATIO_PLACEHOLDER = "9.87654321012345"  # 16 characters, the longest DS value: patched after the frames
@@ -54,31 +52,33 @@ def use_extended_table(frame_count: int, frame_bytes: int, *, limit: int = BOT_L
     return frame_count * (frame_bytes + 1024) > limit
 
 
-def reserve_extended_table(header: Header, frame_count: int) -> None:
-    """Add zero-filled ExtendedOffsetTable and ExtendedOffsetTableLengths to ``header``."""
-    header.dataset["ExtendedOffsetTable"] = bytes(8 * frame_count)
-    header.dataset["ExtendedOffsetTableLengths"] = bytes(8 * frame_count)
+def reserve_extended_table(ds: Any, frame_count: int) -> None:
+    """Add zero-filled ExtendedOffsetTable and ExtendedOffsetTableLengths to ``ds``."""
+    ds.ExtendedOffsetTable = bytes(8 * frame_count)
+    ds.ExtendedOffsetTableLengths = bytes(8 * frame_count)
 
 
 def write_instance(
     path: Path,
-    header: Header,
+    ds: Any,
     frames: Iterable[Frame],
     *,
     frame_count: int,
     encapsulated: bool,
     raw_frame_bytes: int,
 ) -> int:
-    """Write ``header`` and its ``frames`` (each the tuple of its pieces) to ``path``; returns the
+    """Write ``ds`` and its ``frames`` (each the tuple of its pieces) to ``path``; returns the
     bytes of pixel data written.
 
-    With the Extended Offset Table, ``header`` has it reserved by :func:`reserve_extended_table`.
-    ``raw_frame_bytes`` (rows x columns x samples) gives the lossy compression ratio when the
-    header holds :data:`RATIO_PLACEHOLDER`.
+    ``ds`` carries ``file_meta``; with the Extended Offset Table it was reserved by
+    :func:`reserve_extended_table`. ``raw_frame_bytes`` (rows x columns x samples) gives the
+    lossy compression ratio when the header holds :data:`RATIO_PLACEHOLDER`.
     """
-    extended = "ExtendedOffsetTable" in header.dataset
+    import pydicom
+
+    extended = "ExtendedOffsetTable" in ds
     with path.open("w+b") as fh:
-        fh.write(encode_file(header.meta, header.dataset))
+        pydicom.dcmwrite(fh, ds, enforce_file_format=True)
         header_end = fh.tell()
         fh.flush()  # the frames go to the descriptor itself, after the header
         if encapsulated:
