@@ -200,12 +200,13 @@ JOBS = (
 )
 
 
-def _select(spec: str | None) -> list[Job]:
+def _select(spec: str | None, *, exact: bool = False) -> list[Job]:
     if not spec:
         return list(JOBS)
     wanted = {s.strip() for s in spec.split(",") if s.strip()}
-    # "3" selects both dzsave lines (3 and 3b), "2" both 2 and 2y, "9" 9 and 9w; "3b" only that one.
-    chosen = [j for j in JOBS if j.id in wanted or j.id.rstrip("byw") in wanted]
+    # "3" selects both dzsave lines (3 and 3b), "2" both 2 and 2y, "9" 9 and 9w; "3b" only that one
+    # (with ``exact``, "3" is job 3 alone).
+    chosen = [j for j in JOBS if j.id in wanted or (not exact and j.id.rstrip("byw") in wanted)]
     unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("byw") for j in JOBS}
     if unknown:
         raise ValueError(f"unknown job(s) {', '.join(sorted(unknown))} (known: {', '.join(j.id for j in JOBS)})")
@@ -297,13 +298,14 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument("--big", action="store_true", help="100,000 x 80,000 px instead of 40,000 x 30,000")
     size.add_argument("--small", action="store_true", help="12,000 x 9,000 px (a biopsy) instead of 40,000 x 30,000")
     parser.add_argument("--jobs", help="comma-separated job ids to run (default: all), e.g. 1,3")
+    parser.add_argument("--exact", action="store_true", help="job ids as given: 3 is not also 3b")
     parser.add_argument("--repeat", type=int, default=1, help="runs per job, interleaved (median wall is shown)")
     parser.add_argument("--sync", action="store_true", help="count flushing each job's writes to disk in its time")
     parser.add_argument("--refresh", action="store_true", help="remake cached inputs made by our converter")
     parser.add_argument("--keep-outputs", action="store_true", help="leave outputs in benchmarks/cache/out/")
     args = parser.parse_args(argv)
     try:
-        jobs = _select(args.jobs)
+        jobs = _select(args.jobs, exact=args.exact)
     except ValueError as err:
         parser.error(str(err))
     width, height = (100_000, 80_000) if args.big else (12_000, 9_000) if args.small else (40_000, 30_000)
