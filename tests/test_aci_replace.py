@@ -127,3 +127,9 @@ def test_a_generation_of_a_running_writer_is_not_swept(sources: dict[str, Path],
         assert busy.is_dir() and not dead.exists()
         other.kill()
     assert pieces(dst) == pieces(sources["ref-new"])
+
+
+def test_an_empty_pieces_folder_is_a_first_write(sources: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "out_pieces").mkdir()  # made beforehand, like mkdir before a CWS conversion
+    assert main(["convert", str(sources["old"]), str(tmp_path / "out.aci"), *ARGS]) == 0
+    assert all(c.path.count("/") == 1 for _, c in read_manifest(tmp_path / "out.aci").components())

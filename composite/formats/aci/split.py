@@ -73,7 +73,7 @@ def _write(slide: Slide, dst: Path, options: WriteOptions, progress: ProgressCal
     check_destination(folder, overwrite=options.overwrite, directory=True)
 
     # Replacing: the new pieces go to a new generation folder beside the old ones (generations.py).
-    replacing = os.path.isdir(folder) and not os.path.islink(folder)
+    replacing = os.path.isdir(folder) and not os.path.islink(folder) and any(os.scandir(folder))
     gen = new_generation() if replacing else ""
     layers = _layers(slide)
     step = _step(slide.levels[0], piece_size)
