@@ -384,3 +384,16 @@ def test_the_fast_manifest_path_reports_the_image_limit_at_its_line(monkeypatch:
         manifest.parse_manifest(text, source="m.aci")
     with pytest.raises(LimitError, match=r"m\.aci:8: more than 5 images"):
         _line_by_line(text)
+
+
+def test_the_jpeg_export_limit_is_the_encoders() -> None:
+    """Found by a 30-minute campaign: a 65,535 x 1 px plain image passed the 65,535 px check and
+    the JPEG encoder (libjpeg: at most 65,500) raised. The limit is now what the encoder takes."""
+    from composite.tools.imagefiles import JPEG_MAX_SIDE, encode_image, fit_problem
+
+    line = np.zeros((1, JPEG_MAX_SIDE, 3), np.uint8)
+    assert encode_image(line, "jpeg", quality=80).startswith(b"\xff\xd8")
+    with pytest.raises(OSError):  # libjpeg: "Maximum supported image dimension is 65500 pixels"
+        encode_image(np.zeros((1, JPEG_MAX_SIDE + 1, 3), np.uint8), "jpeg", quality=80)
+    assert fit_problem(JPEG_MAX_SIDE + 1, 1, "jpeg", memory_budget=10**9) is not None
+    assert fit_problem(JPEG_MAX_SIDE, 1, "jpeg", memory_budget=10**9) is None

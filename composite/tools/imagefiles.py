@@ -2,7 +2,7 @@
 
 A picture to write is a :class:`Picture`: its size and a function returning any horizontal band
 of it. JPEG and PNG need the whole image in memory (the encoders take one array), so
-:func:`check_fits` refuses what is over 65,535 px a side (the JPEG limit) or over the memory
+:func:`check_fits` refuses what is over 65,500 px a side (libjpeg's limit) or over the memory
 budget; TIFF is written tile row by tile row from the bands (tifffile encodes the tiles), so its
 memory is one band. Every file is written under a temporary name and renamed at the end.
 """
@@ -26,7 +26,7 @@ from ..progress import ProgressCallback, no_progress
 
 ImageFormat = Literal["jpeg", "png", "tiff"]
 EXTENSIONS: dict[str, str] = {"jpeg": ".jpg", "png": ".png", "tiff": ".tif"}
-JPEG_MAX_SIDE = 65_535
+JPEG_MAX_SIDE = 65_500  # libjpeg's JPEG_MAX_DIMENSION (the format's 65,535 is not reachable)
 DEFAULT_MEMORY_BUDGET = 1_500_000_000  # bytes of RGB pixels a JPEG/PNG export may hold
 DEFAULT_QUALITY = ASSOCIATED_QUALITY  # exported pictures: the policy of docs/convert.md, "Quality"
 TIFF_TILE = 256
