@@ -158,6 +158,8 @@ def reencoded(
         stripe = _Stripe(source, target, columns, fill, buffers)
         for row in range(target.rows):
             stripe.submit(row, pool)
+            if row + 1 < target.rows:  # the next row's bands too: its encode then never waits on a decode
+                stripe.submit(row + 1, pool)  # started at the same time (a stall: one core idle)
             pending.append(pool.submit(encode_row, stripe, row))
             while len(pending) > ROWS_IN_FLIGHT * workers:
                 yield from pending.popleft().result()
