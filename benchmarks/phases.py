@@ -2,8 +2,8 @@
 
 Usage: phases.py [--json OUT.json] -- convert SRC DST [OPTIONS]   (the wsi-composite arguments)
 
-Runs the command in this process with light instruments (a clock around a few functions, no
-profiler) and prints:
+Byte-compiles the package (as an installed copy has it), then runs the command in a fresh child
+process with light instruments (a clock around a few functions, no profiler) and prints:
 
 - **phases**: the interpreter's start-up (from the process's start, read from /proc), the time
   to the first tile (imports, opening, planning), the tile window (first to last tile reported
@@ -19,7 +19,19 @@ profiler) and prints:
 from __future__ import annotations
 
 import os
+import sys
 import time
+
+if __name__ == "__main__" and "COMPOSITE_PHASES_CHILD" not in os.environ:
+    # Byte-compile the package first (measure.compile_package: as an installed copy has it), then
+    # measure in a fresh process, whose start-up this one's work is not part of.
+    import subprocess
+
+    from measure import compile_package
+
+    compile_package()
+    child = [sys.executable, __file__, *sys.argv[1:]]
+    sys.exit(subprocess.call(child, env={**os.environ, "COMPOSITE_PHASES_CHILD": "1"}))
 
 _UPTIME = float(open("/proc/uptime").read().split()[0])  # noqa: SIM115 (read at once, first thing)
 _STARTED = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")  # noqa: SIM115
@@ -29,7 +41,6 @@ T0 = time.perf_counter()
 import argparse  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 import threading  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from collections.abc import Callable  # noqa: E402

@@ -12,11 +12,9 @@ has the rules and the tests that hold them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import stat
-import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -99,6 +97,8 @@ def _stem(dst: Path) -> str:
     """The start of temporary names beside ``dst``: its name, or a hash when that is too long."""
     name = dst.name
     if len(os.fsencode(name)) + _SUFFIX_ROOM > _name_max(dst.parent):
+        import hashlib  # only for such names: OpenSSL costs milliseconds to load
+
         return "composite-" + hashlib.sha1(os.fsencode(name)).hexdigest()[:16]
     return name
 
@@ -161,7 +161,7 @@ def prepare(dst: Path, *, overwrite: bool, directory: bool = False, parents: boo
         if not os.access(folder, os.W_OK | os.X_OK):
             raise DestinationError(f"{folder}: cannot create folders here (permission denied)")
         return
-    probe = absolute.parent / f".{_stem(absolute)}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+    probe = absolute.parent / f".{_stem(absolute)}.{os.getpid()}-{os.urandom(4).hex()}.partial"
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as err:
@@ -215,7 +215,7 @@ def prepare_folder(folder: Path, *, parents: bool = False) -> list[Path]:
                 remove_created(created)
                 raise _os_error(folder, err, "cannot create the folder") from err
             created.append(path)
-    probe = absolute / f".composite-probe.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial"
+    probe = absolute / f".composite-probe.{os.getpid()}-{os.urandom(4).hex()}.partial"
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except OSError as err:

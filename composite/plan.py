@@ -17,18 +17,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .aperio import stated_quality
 from .background import slide_background
 from .errors import UnsupportedFormatError
 from .geometry import TileGrid, choose_tile_size
-from .glass import GlassRule
 from .model import AssociatedImage, Level, Slide
 from .output import COMPRESSIONS, ConversionReport, LevelReport, Method, WriteOptions, default_quality
 from .progress import ProgressCallback
 from .pyramid import DownsampledLevel, close_levels, pyramid_levels
 from .tiling import EncodedTile, Fill, encoded_tiles, is_copyable
+
+if TYPE_CHECKING:  # the glass test is loaded only by --skip-glass
+    from .glass import GlassRule
 
 DEFAULT_PYRAMID_FACTOR = 4
 DEFAULT_MIN_LEVEL_SIZE = 1024
@@ -252,5 +254,7 @@ def make_plan(slide: Slide, options: WriteOptions, rules: PlanRules, *, spool_di
         plans.append(LevelPlan(index, level, grid, compression, quality, rgb, method, recorded, options.workers, fill))
     glass = None
     if options.skip_glass:
+        from .glass import GlassRule
+
         glass = GlassRule.for_slide(slide, tolerance=options.glass_tolerance, background=fill)
     return ConversionPlan(slide, options, tile, compression, rgb, plans, dict(slide.associated), glass)

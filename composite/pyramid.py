@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,6 +39,8 @@ class TileSpool:
     """Decoded tiles stored losslessly in an anonymous temporary file (thread-safe)."""
 
     def __init__(self, directory: Path | None = None) -> None:
+        import tempfile  # only when a level is computed: a byte copy never spools
+
         self._file = tempfile.TemporaryFile(dir=directory, prefix=".composite-spool-")  # noqa: SIM115 (kept open)
         self._index: dict[tuple[int, int], tuple[int, int, int, int]] = {}
         self._end = 0

@@ -32,7 +32,6 @@ import os
 import shutil
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def _hook(step: str) -> None:
 
 
 def _temporary(dst: Path, kind: str) -> Path:
-    return dst.with_name(f".{_stem(dst)}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}")
+    return dst.with_name(f".{_stem(dst)}.{os.getpid()}-{os.urandom(4).hex()}.{kind}")
 
 
 def _leftovers(dst: Path, kind: str) -> list[Path]:

@@ -8,7 +8,6 @@ at the right and bottom edges average only the pixels that exist.
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 
 from .codecs import RGBArray
 
@@ -63,5 +62,7 @@ def resize(pixels: RGBArray, size: tuple[int, int]) -> RGBArray:
     """Resize to ``size`` (width, height) with an area-averaging filter."""
     if (pixels.shape[1], pixels.shape[0]) == size:
         return pixels
+    from PIL import Image  # Pillow only when a resize is needed (not for box downsampling)
+
     image = Image.fromarray(pixels).resize(size, Image.Resampling.BOX)
     return np.asarray(image, dtype=np.uint8)

@@ -26,6 +26,23 @@ sys.argv = ["wsi-composite", *sys.argv[2:]]
 runpy.run_module("composite", run_name="__main__")
 """
 
+# The same, also listing (in argv[2]) the modules loaded when the writer reports progress first:
+# what start-up, format detection, opening and planning imported, before any tile.
+FIRST_TILE_RUNNER = """
+import atexit, runpy, sys
+import composite.progress
+out, first = sys.argv[1:3]
+atexit.register(lambda: open(out, "w").write("\\n".join(sorted(sys.modules))))
+def record(stage, done, total):
+    if not record.seen:
+        record.seen = True
+        open(first, "w").write("\\n".join(sorted(sys.modules)))
+record.seen = False
+composite.progress.no_progress = record  # the callback of --quiet runs
+sys.argv = ["wsi-composite", *sys.argv[3:]]
+runpy.run_module("composite", run_name="__main__")
+"""
+
 OTHER_COMMANDS = {f"composite.cli.{name}" for name in COMMANDS}
 NEVER = {"aiohttp", "dask", "distributed", "pydicom", "shapely", "defusedxml", "tqdm"}  # not for these commands
 PIXELS = {"numpy", "PIL", "imagecodecs", "tifffile", "composite.model", "composite.codecs"}
@@ -42,6 +59,20 @@ def loaded(tmp_path: Path, *args: str | Path) -> set[str]:
     )
     assert done.returncode == 0, done.stderr
     return set(listing.read_text().split())
+
+
+def loaded_at_first_tile(tmp_path: Path, *args: str | Path) -> tuple[set[str], set[str]]:
+    """The modules loaded when the first tile is reported, and at exit."""
+    listing, first = tmp_path / "modules.txt", tmp_path / "first.txt"
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_TILE_RUNNER, str(listing), str(first), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(first.read_text().split()), set(listing.read_text().split())
 
 
 def under(modules: set[str], *packages: str) -> set[str]:
@@ -90,3 +121,37 @@ def test_stub_commands_list_the_same_help_as_the_full_parser() -> None:
     same text as the parser with every command registered."""
     assert build_parser(only="").format_help() == build_parser().format_help()
     assert set(build_parser()._subparsers._group_actions[0].choices) == set(COMMANDS)  # type: ignore[union-attr]
+
+
+# What an SVS -> CWS byte copy must not load: the other readers (format detection stops at the
+# TIFF reader's magic bytes; the CWS package's reader is not the writer's), the glass test (only
+# with --skip-glass), the spool of computed levels, OpenSSL's hashes and uuid (issue #20).
+NOT_FOR_A_BYTE_COPY = {
+    "composite.formats.dicom.opening",
+    "composite.formats.dicom.instance",
+    "composite.formats.dicom.single",
+    "composite.formats.dicom.wsi",
+    "composite.formats.cws.read",
+    "composite.cwsini",
+    "composite.glass",
+    "composite.glass_screen",
+    "hashlib",
+    "uuid",
+}
+
+
+def test_svs_to_cws_byte_copy_loads_only_what_it_runs(tmp_path: Path, synthetic_svs: Path) -> None:
+    first, at_exit = loaded_at_first_tile(
+        tmp_path, "convert", synthetic_svs, tmp_path / "out", "--to", "cws", "--quiet"
+    )
+    assert {"composite.formats.dicom", "composite.formats.tiff", "composite.formats.cws.write"} <= first
+    assert not at_exit & NOT_FOR_A_BYTE_COPY
+    assert not under(first, "PIL")  # Pillow: only for resizing the thumbnail, on the companions' thread
+
+
+def test_skip_glass_loads_the_glass_test(tmp_path: Path, synthetic_svs: Path) -> None:
+    """The other side of the test above: the glass test is there when asked for."""
+    out = tmp_path / "out"
+    modules = loaded(tmp_path, "convert", synthetic_svs, out, "--to", "cws", "--skip-glass", "--quiet")
+    assert {"composite.glass", "composite.glass_screen"} <= modules
+    assert not modules & (NOT_FOR_A_BYTE_COPY - {"composite.glass", "composite.glass_screen"})

@@ -105,8 +105,9 @@ def preload() -> None:
         importlib.import_module(writer.split(":")[0])
     for name in (
         "composite.tools.export",
-        "composite.formats.dicom.wsi",
-        "composite.formats.dicom.single",
+        "composite.formats.dicom.opening",
+        "composite.formats.cws.read",
+        "composite.glass",
         "pydicom",
         "subprocess",
         "encodings.utf_8_sig",

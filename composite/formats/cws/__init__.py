@@ -11,10 +11,41 @@ placed by their x/y, never their number; overlapping blocks composed (right/lowe
 Not supported: block images other than JPEG (``tImageType`` other than ``.jpg``), grayscale or
 CMYK blocks as copyable tiles (they are decoded instead), rotated scans, the ``lXOffset``/``lYOffset``
 keys (ignored by every reader), and focal planes of levels other than level 0.
+The reader (:mod:`.read`) is imported when a path is sniffed or opened as CWS, not when the
+writer is: converting to CWS does not load it.
 """
 
 from __future__ import annotations
 
-from .read import NAME, MissingBlocksWarning, open_slide, sniff
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ...model import Slide
+    from .read import MissingBlocksWarning
+
+NAME = "cws"  # read.NAME, said here so that naming the format does not load the reader
+
+
+def sniff(path: Path) -> bool:
+    from .read import sniff as sniff_cws
+
+    return sniff_cws(path)
+
+
+def open_slide(path: Path) -> Slide:
+    from .read import open_slide as open_cws
+
+    return open_cws(path)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MissingBlocksWarning":
+        from .read import MissingBlocksWarning
+
+        return MissingBlocksWarning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["NAME", "MissingBlocksWarning", "open_slide", "sniff"]

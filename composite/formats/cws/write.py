@@ -24,15 +24,18 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...codecs import TileEncoding
-from ...glass import GlassMap
 from ...output import ConversionReport, LevelReport, atomic_output
 from ...plan import ConversionPlan, LevelPlan, PlanRules
 from ...progress import ProgressCallback
 from ...tiling import EncodedTile
 from .companions import companions_alongside
 from .layout import WHOLE_SLIDE, CwsLayout, block_bytes
+
+if TYPE_CHECKING:  # the glass test is loaded only by --skip-glass
+    from ...glass import GlassMap
 
 _STANDALONE = {rgb: TileEncoding("jpeg", rgb=rgb) for rgb in (False, True)}  # the encoding of block_bytes
 DEFAULT_BLOCK = 512
@@ -147,6 +150,8 @@ class CwsWriter:
         dst = Path(dst)
         glass = None
         if plan.glass is not None:
+            from ...glass import GlassMap
+
             grids, levels = [level.grid for level in plan.levels], [level.level for level in plan.levels]
             glass = GlassMap(grids, plan.glass, levels=levels)
         layout = CwsLayout(plan, keep=None if glass is None else glass.keep)
