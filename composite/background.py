@@ -20,7 +20,7 @@ WHITE = (255, 255, 255)
 PEAK = 0.05  # share of the pixels a colour bin needs to count as an area, not a detail
 OVERVIEW = 512  # px on the long side of the image measured
 MAX_LEVEL_PIXELS = 4_000_000  # a level read whole to measure, at most
-_BIN = 32  # 8 bins a channel
+_BIN_BITS = 5  # bins of 32 levels: 8 bins a channel
 
 
 def glass_colour(pixels: RGBArray) -> tuple[int, int, int]:
@@ -28,8 +28,8 @@ def glass_colour(pixels: RGBArray) -> tuple[int, int, int]:
     flat = pixels.reshape(-1, 3)
     if not len(flat):
         return WHITE
-    bins = (flat // _BIN).astype(np.int32)
-    keys = bins[:, 0] * 64 + bins[:, 1] * 8 + bins[:, 2]
+    bins = flat >> _BIN_BITS  # shifts and 16-bit keys: a conversion pays this once, up front
+    keys = (bins[:, 0].astype(np.uint16) << 6) | (bins[:, 1].astype(np.uint16) << 3) | bins[:, 2]
     counts = np.bincount(keys, minlength=512)
     peaks = np.flatnonzero(counts >= PEAK * len(flat))
     if len(peaks):
@@ -37,7 +37,8 @@ def glass_colour(pixels: RGBArray) -> tuple[int, int, int]:
         key = int(peaks[np.argmax(brightness)])
     else:
         key = int(np.argmax(counts))
-    red, green, blue = (int(v) for v in np.rint(flat[keys == key].mean(axis=0)))
+    chosen = flat[keys == key]
+    red, green, blue = (int(v) for v in np.rint(chosen.sum(axis=0, dtype=np.int64) / len(chosen)))
     return red, green, blue
 
 
