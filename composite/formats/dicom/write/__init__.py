@@ -40,7 +40,6 @@ from ....output import ConversionReport, DicomOptions, LevelReport, atomic_outpu
 from ....plan import ConversionPlan, LevelPlan, PlanRules
 from ....progress import ProgressCallback
 from ....tiling import EncodedTile
-from ...tiffwrite.common import build_lower_levels
 from .dataset import Pixels, SeriesInfo, instance_dataset
 from .frames import BOT_LIMIT, Buffer, Frame, reserve_extended_table, use_extended_table, write_instance
 from .metadata import check_uid, load_metadata
@@ -75,7 +74,7 @@ class DicomWriter:
             for level in plan.levels:
                 reports.append(_write_level(tmp, level, series, options.offset_table, progress))
                 if level.index == 0:
-                    build_lower_levels(plan, progress)
+                    _build_lower_levels(plan, progress)
             associated: list[str] = []
             for name, kind, filename in ASSOCIATED:
                 image = plan.associated.get(name)
@@ -87,6 +86,16 @@ class DicomWriter:
 
 
 WRITER = DicomWriter()
+
+def _build_lower_levels(plan: ConversionPlan, progress: ProgressCallback) -> None:
+    """The computed levels, built top-down as the TIFF writers build them (their module, and
+    the TIFF writers it loads, only when a level is computed: an all-copy conversion needs none)."""
+    from ....pyramid import DownsampledLevel
+
+    if any(isinstance(p.level, DownsampledLevel) for p in plan.levels):
+        from ...tiffwrite.common import build_lower_levels
+
+        build_lower_levels(plan, progress)
 
 
 def _series(slide: Slide, options: DicomOptions, metadata: dict[str, Any]) -> SeriesInfo:
