@@ -97,29 +97,34 @@ def _encapsulated(
 ) -> tuple[int, array[int], array[int]]:
     out = _Gather(fh)
     table_length = 0 if extended else 4 * frame_count
-    out.add(_PIXEL_DATA_ENCAPSULATED + _ITEM + struct.pack("<I", table_length) + bytes(table_length))
+    item = struct.Struct("<4sI").pack
+    out.add(_PIXEL_DATA_ENCAPSULATED + item(_ITEM, table_length) + bytes(table_length))
     offsets: array[int] = array("Q")
     lengths: array[int] = array("Q")
     position = 0  # from the first frame's item header
     written = 0
-    pack = struct.Struct("<I").pack
+    batch: list[Buffer] = []  # the pieces of frames gathered here, handed over about 1 MB at a time
+    start = 0  # ``position`` at the batch's start
     for pieces in frames:
         if len(offsets) == frame_count:
             raise FormatError(f"{fh.name}: more than the {frame_count} frames announced")
-        size = sum(len(piece) for piece in pieces)
+        size = sum(map(len, pieces))
         pad = size & 1
         offsets.append(position)
         lengths.append(size + pad)  # the item's length (wsidicom requires it even)
-        out.add(_ITEM + pack(size + pad))
-        for piece in pieces:
-            out.add(piece)
+        batch.append(item(_ITEM, size + pad))
+        batch += pieces
         if pad:
-            out.add(b"\x00")
+            batch.append(b"\x00")
         position += 8 + size + pad
         written += size
+        if position - start >= _BATCH_BYTES or len(batch) >= _IOV_MAX - 8:
+            out.write(batch)
+            batch, start = [], position
     if len(offsets) != frame_count:
         raise FormatError(f"{fh.name}: {len(offsets)} frames written, {frame_count} announced")
-    out.add(_SEQUENCE_END)
+    batch.append(_SEQUENCE_END)
+    out.write(batch)
     out.flush()
     if not extended and offsets and offsets[-1] > BOT_LIMIT:
         raise FormatError(f"{fh.name}: frames pass 4 GiB; the Basic Offset Table cannot address them")
@@ -143,8 +148,14 @@ class _Gather:
             self._write()
 
     def _write(self) -> None:
-        pieces, total = self._pieces, self._bytes
-        self._pieces, self._bytes = [], 0
+        pieces, self._pieces, self._bytes = self._pieces, [], 0
+        self.write(pieces)
+
+    def write(self, pieces: list[Buffer]) -> None:
+        """Write what was added, then ``pieces`` (at most ``_IOV_MAX``), with one ``writev``."""
+        if self._pieces:
+            self._write()
+        total = sum(map(len, pieces))
         done = os.writev(self._fd, pieces) if pieces else 0
         if done < total:  # a short write (signal, full disk): the rest piece by piece
             rest = memoryview(b"".join(pieces))[done:]
