@@ -1,5 +1,5 @@
-"""How the DICOM writer loads pydicom: without its download helpers (requests, tqdm), which stay
-importable."""
+"""What an SVS -> DICOM copy loads: pydicom without its download helpers (requests, tqdm), which
+stay importable, and none of the TIFF writers (no level is computed)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-# In a fresh interpreter: convert to DICOM, then report what pydicom saw and whether requests
-# and tqdm import afterwards. argv: src, dst, and "thread" to run a second thread meanwhile.
+# In a fresh interpreter: convert to DICOM, then report whether a TIFF writer was loaded, what
+# pydicom saw and whether requests and tqdm import afterwards. argv: src, dst, and "thread" to
+# run a second thread meanwhile.
 PROBE = """
 import sys, threading
 from composite.convert import convert
@@ -22,6 +23,7 @@ if sys.argv[3] == "thread":
     threading.Thread(target=stop.wait).start()
 convert(sys.argv[1], sys.argv[2], to="dicom")
 stop.set()
+print(any(name.startswith("composite.formats.tiffwrite") for name in sys.modules))
 import pydicom.data.download as download
 import requests, tqdm
 print(download.HAVE_REQUESTS, requests.get is not None, tqdm.tqdm is not None)
@@ -42,5 +44,7 @@ def test_pydicom_loads_without_its_download_helpers(
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[-2] == expected  # helpers hidden only with no other thread
+    tiff_writers, helpers = done.stdout.split("\n")[-3:-1]
+    assert tiff_writers == "False"
+    assert helpers == expected  # hidden only with no other thread
     assert (tmp_path / "out" / "level-0.dcm").is_file()
