@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -189,4 +190,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for line in held:
         print(f"wsi-composite: warning: {line}", file=sys.stderr)
+    if argv is None:  # the process ends with this command (console script, python -m composite):
+        gc.freeze()  # its last garbage collection then skips what is loaded (40-60 ms for DICOM)
     return code
