@@ -152,6 +152,27 @@ def jpeg_info(data: bytes) -> JpegInfo:
     raise ValueError("JPEG stream has no frame header")
 
 
+_last_header: tuple[bytes, JpegInfo] | None = None  # a stream's bytes up to its scan, and their info
+
+
+def _known_jpeg_info(data: bytes) -> JpegInfo:
+    """:func:`jpeg_info`, not parsed again for a stream whose bytes up to its scan (SOS included)
+    are the last parsed stream's: a level's tiles share that header, and the parse cost about a
+    tenth of decoding a 240 px tile."""
+    global _last_header
+    last = _last_header
+    if last is not None and data.startswith(last[0]):
+        return last[1]
+    info = jpeg_info(data)
+    try:
+        scan = next((end for marker, _, end in iter_jpeg_segments(data) if marker == 0xDA), None)
+    except (ValueError, struct.error, IndexError):
+        scan = None  # damaged after the frame header: the decoder reports it
+    if scan is not None:
+        _last_header = (data[:scan], info)
+    return info
+
+
 def checked_jpeg_info(data: bytes, *, size: tuple[int, int] | None = None, exact: bool = True) -> JpegInfo:
     """The frame header of ``data``, checked before anything is decoded (docs/limits.md).
 
@@ -160,7 +181,7 @@ def checked_jpeg_info(data: bytes, *, size: tuple[int, int] | None = None, exact
     it), or when it is beyond :data:`composite.limits.MAX_DECODE_PIXELS`.
     """
     try:
-        info = jpeg_info(data)
+        info = _known_jpeg_info(data)
     except (ValueError, struct.error, IndexError) as err:
         raise TileReadError(f"damaged JPEG ({err})") from err
     if size is not None:
@@ -179,17 +200,22 @@ def decode_jpeg(
     rgb: bool | None = None,
     size: tuple[int, int] | None = None,
     exact: bool = True,
+    out: RGBArray | None = None,
 ) -> RGBArray:
     """Decode a JPEG tile to RGB uint8; ``rgb`` forces the source colour space (None: guess).
 
     The frame header is checked first (:func:`checked_jpeg_info`): against ``size`` when given,
-    and against the decode limit always.
+    and against the decode limit always. ``out``, a contiguous (height, width, 3) buffer, is
+    decoded into (and returned) when the stream is a three-component image of that size: a
+    pipeline reusing one buffer saves an allocation and its page faults per tile.
     """
-    checked_jpeg_info(data, size=size, exact=exact)
+    info = checked_jpeg_info(data, size=size, exact=exact)
     colorspace = None if rgb is None else ("RGB" if rgb else "YCBCR")
+    if out is not None and (info.components != 3 or out.shape != (info.height, info.width, 3)):
+        out = None
     try:
         image = imagecodecs.jpeg8_decode(
-            data, tables=tables, colorspace=colorspace, outcolorspace="RGB" if rgb is not None else None
+            data, tables=tables, colorspace=colorspace, outcolorspace="RGB" if rgb is not None else None, out=out
         )
     except Exception as err:  # imagecodecs raises its own error types per codec
         raise TileReadError(f"JPEG decode failed: {err}") from err

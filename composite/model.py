@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -64,6 +64,12 @@ class TileReader(Protocol):
         ...
 
 
+class _DecodesInto(Protocol):
+    """A reader with ``decodes_into = True``: ``read_tile`` may decode into a given buffer."""
+
+    def read_tile(self, col: int, row: int, *, out: RGBArray | None = None) -> RGBArray | None: ...
+
+
 class Level:
     """One resolution of a slide: a tile grid, its downsample from level 0, and its tiles."""
 
@@ -96,11 +102,16 @@ class Level:
     def read_encoded_tile(self, col: int, row: int) -> bytes | None:
         return self.reader.read_encoded(col, row)
 
-    def read_tile(self, col: int, row: int) -> RGBArray:
-        """Tile (col, row) decoded and cropped to its box; a missing tile is white."""
+    def read_tile(self, col: int, row: int, *, out: RGBArray | None = None) -> RGBArray:
+        """Tile (col, row) decoded and cropped to its box; a missing tile is white. ``out``, a
+        (tile_height, tile_width, 3) buffer, may be decoded into by readers that take one (TIFF
+        JPEG tiles): then the result is a view of it, valid until ``out`` is reused."""
         box = self.grid.tile_box(col, row)
         try:
-            tile = self.reader.read_tile(col, row)
+            if out is not None and getattr(self.reader, "decodes_into", False):
+                tile = cast(_DecodesInto, self.reader).read_tile(col, row, out=out)
+            else:
+                tile = self.reader.read_tile(col, row)
         except (CompositeError, MemoryError):
             raise
         except Exception as err:  # a reader's unexpected error on damaged data: still one line

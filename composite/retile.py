@@ -3,18 +3,21 @@
 :func:`reencoded` is the re-encode half of :func:`composite.tiling.encoded_tiles`. For each
 column stripe (:func:`composite.tiling.stripes`), top to bottom:
 
-- a **decode task** per source tile row decodes that row's tiles across the stripe into one band
-  (an array as wide as the stripe's source columns);
-- an **encode task** per target tile row copies the rows it needs from the one or two bands
-  into a row buffer (one slice each), pads the slide's right and bottom edges (repeating the last
-  column and row, or with ``fill``), and encodes the row's tiles one after the other.
+- a **decode task** per source tile row decodes that row's tiles across the stripe, each into one
+  reused buffer (readers that can decode into it: TIFF JPEG tiles; no allocation per tile), and
+  copies each tile's pixels straight into the target tiles they fall in, in the buffers of the
+  one or two target rows the source row overlaps (one copy per pixel);
+- an **encode task** per target tile row waits for those decodes, pads the slide's right and
+  bottom edges (repeating the last column and row, or with ``fill``), and encodes the row's
+  tiles one after the other, each a contiguous array.
 
-So the Python work per tile is one encode call and one slice; futures, locks and hand-overs are
-per row (15 tiles of a 3,840 px stripe), which keeps both cores in the codecs instead of in the
-interpreter. Decode tasks are submitted before the encode tasks that need them on the same FIFO
-pool, so an encode only ever waits for a decode a worker has already started. A band is dropped
-after the last target row that needs it; memory holds a few bands and row buffers of one stripe
-(a few MB each), whatever the slide's size.
+So the Python work per tile is one decode call, a few slices and one encode call; futures, locks
+and hand-overs are per row (15 tiles of a 3,840 px stripe), which keeps both cores in the codecs
+instead of in the interpreter. Decode tasks are submitted before the encode tasks that need them
+on the same FIFO pool, so an encode only ever waits for a decode a worker has already started.
+A target row's buffer is given back after its encode; memory holds a few row buffers of one
+stripe (a few MB each), whatever the slide's size. (Until 2026-12-01 decodes went into per-row
+bands that encode tasks copied from: two copies per pixel and an allocation per tile.)
 """
 
 from __future__ import annotations
@@ -33,11 +36,11 @@ from .model import Level
 
 Fill = tuple[int, int, int] | None  # the colour of edge tiles' padding; None: repeat the last row/column
 T = TypeVar("T")
-ROWS_IN_FLIGHT = 1  # encode tasks queued per worker (each holds a row buffer and its bands)
+ROWS_IN_FLIGHT = 1  # encode tasks queued per worker (each holds a row buffer)
 
 
 class _Buffers:
-    """Arrays of a few shapes, reused: bands and rows are several MB, and freeing them to malloc
+    """Arrays of a few shapes, reused: rows are several MB, and freeing them to malloc
     from several threads left that memory in per-thread arenas (peak RSS grew with the stripe)."""
 
     def __init__(self) -> None:
@@ -57,7 +60,7 @@ class _Buffers:
 
 
 class _Stripe:
-    """One stripe's bands (decoded source rows) and target rows."""
+    """One stripe's target rows: buffers that decode tasks fill and encode tasks cut tiles from."""
 
     def __init__(self, source: Level, target: TileGrid, columns: range, fill: Fill, buffers: _Buffers) -> None:
         self.source, self.target, self.columns, self.fill, self.buffers = source, target, columns, fill, buffers
@@ -66,63 +69,72 @@ class _Stripe:
         self.x1 = min(columns.stop * target.tile_width, target.width)
         self.c0 = self.x0 // sg.tile_width  # its source tile columns, c0..c1 - 1
         self.c1 = (self.x1 - 1) // sg.tile_width + 1
-        self.sx0 = self.c0 * sg.tile_width  # the bands' first pixel column
-        self.bands: dict[int, Future[RGBArray]] = {}
-        self.uses: dict[int, int] = {}
-        self.done: set[int] = set()  # bands every target row has used (never decoded again)
+        self.shape = (len(columns), target.tile_height, target.tile_width, 3)  # a target row's tiles
+        self.rows: dict[int, RGBArray] = {}  # target row -> its buffer, until encoded
+        self.decodes: dict[int, Future[None]] = {}  # source row -> its decode task (once a stripe)
         self.lock = threading.Lock()
 
     def source_rows(self, row: int) -> range:
+        """The source tile rows target ``row`` overlaps."""
         th, sh = self.target.tile_height, self.source.grid.tile_height
         top = row * th
         bottom = min(top + th, self.target.height)
         return range(top // sh, (bottom - 1) // sh + 1)
 
-    def submit(self, row: int, pool: ThreadPoolExecutor) -> None:
-        """Submit the decodes target ``row`` needs that are not submitted yet."""
+    def target_rows(self, band: int) -> range:
+        """The target rows source tile row ``band`` overlaps."""
         th, sh = self.target.tile_height, self.source.grid.tile_height
-        for band in self.source_rows(row):
-            with self.lock:
-                if band not in self.bands and band not in self.done:
-                    self.bands[band] = pool.submit(self._decode, band)
-                    top, bottom = band * sh, min((band + 1) * sh, self.source.grid.height)
-                    self.uses[band] = (bottom - 1) // th - top // th + 1  # the target rows it serves
+        top = band * sh
+        bottom = min(top + sh, self.source.grid.height)
+        return range(top // th, (bottom - 1) // th + 1)
 
-    def _decode(self, band: int) -> RGBArray:
-        sg = self.source.grid
-        y = band * sg.tile_height
-        height = min(sg.tile_height, sg.height - y)
-        width = min(self.c1 * sg.tile_width, sg.width) - self.sx0
-        pixels = self.buffers.get((sg.tile_height, width, 3))[:height]
-        for col in range(self.c0, self.c1):
-            tile = self.source.read_tile(col, band)  # exactly its box
-            x = col * sg.tile_width - self.sx0
-            pixels[:, x : x + tile.shape[1]] = tile
-        return pixels
+    def row(self, row: int) -> RGBArray:
+        with self.lock:
+            pixels = self.rows.get(row)
+            if pixels is None:
+                pixels = self.rows[row] = self.buffers.get(self.shape)
+            return pixels
+
+    def submit(self, row: int, pool: ThreadPoolExecutor) -> None:
+        """Submit the decodes target ``row`` needs that are not submitted yet (calling thread only)."""
+        for band in self.source_rows(row):
+            if band not in self.decodes:
+                self.decodes[band] = pool.submit(self._decode, band)
+
+    def _decode(self, band: int) -> None:
+        """Decode source row ``band`` across the stripe into the target rows it overlaps: each
+        source tile's pixels go straight to the one to four target tiles they fall in."""
+        sw, th = self.source.grid.tile_width, self.target.tile_height
+        y = band * self.source.grid.tile_height
+        rows = [(r * th, self.row(r)) for r in self.target_rows(band)]
+        scratch = self.buffers.get((self.source.grid.tile_height, sw, 3))  # decoded into, when the reader can
+        try:
+            for col in range(self.c0, self.c1):
+                self._place(self.source.read_tile(col, band, out=scratch), col * sw, y, rows)
+        finally:
+            self.buffers.put(scratch)
+
+    def _place(self, tile: RGBArray, tx: int, y: int, rows: list[tuple[int, RGBArray]]) -> None:
+        """Copy the part of ``tile`` (at tx, y) inside the stripe into the target tiles of ``rows``."""
+        tw, th, x0 = self.target.tile_width, self.target.tile_height, self.x0
+        a, b = max(tx, x0), min(tx + tile.shape[1], self.x1)  # the part inside the stripe
+        for i in range((a - x0) // tw, (b - 1 - x0) // tw + 1):
+            left = x0 + i * tw
+            xa, xb = max(a, left), min(b, left + tw)
+            for top, tiles in rows:
+                y0, y1 = max(y, top), min(y + tile.shape[0], top + th)
+                tiles[i, y0 - top : y1 - top, xa - left : xb - left] = tile[y0 - y : y1 - y, xa - tx : xb - tx]
 
     def row_tiles(self, row: int) -> RGBArray:
         """Target ``row`` of the stripe as full tiles (tile, y, x, sample), edges padded; give it
         back to the buffers when encoded."""
-        tw, th, sh = self.target.tile_width, self.target.tile_height, self.source.grid.tile_height
-        top = row * th
-        height = min(th, self.target.height - top)
-        width = self.x1 - self.x0
-        full, rest = divmod(width, tw)  # whole tiles, then the pixels of a partial last one
-        tiles = self.buffers.get((len(self.columns), th, tw, 3))
-        across = tiles.transpose(1, 0, 2, 3)  # (y, tile, x, sample): the row as the bands see it
         for band in self.source_rows(row):
-            pixels = self.bands[band].result()
-            y0, y1 = max(top, band * sh), min(top + height, band * sh + pixels.shape[0])
-            part = pixels[y0 - band * sh : y1 - band * sh, self.x0 - self.sx0 : self.x1 - self.sx0]
-            across[y0 - top : y1 - top, :full] = part[:, : full * tw].reshape(y1 - y0, full, tw, 3)
-            if rest:
-                tiles[full, y0 - top : y1 - top, :rest] = part[:, full * tw :]
-            with self.lock:
-                self.uses[band] -= 1
-                if not self.uses[band]:
-                    del self.uses[band], self.bands[band]
-                    self.done.add(band)
-                    self.buffers.put(pixels.base if pixels.base is not None else pixels)
+            self.decodes[band].result()
+        with self.lock:
+            tiles = self.rows.pop(row)
+        tw, th = self.target.tile_width, self.target.tile_height
+        height = min(th, self.target.height - row * th)
+        full, rest = divmod(self.x1 - self.x0, tw)  # whole tiles, then the pixels of a partial last one
         if rest:  # the slide's right edge, then its bottom: as tiling.pad_tile pads one tile
             edge = tiles[full, :height]
             edge[:, rest:] = self.fill if self.fill is not None else edge[:, rest - 1 : rest]

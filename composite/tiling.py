@@ -8,9 +8,9 @@ target :class:`~composite.geometry.TileGrid` of the same size, row-major:
   short JPEG edge tile, which OpenSlide rejects; a JP2-boxed J2K; a missing tile) is re-encoded
   on its own, so the level stays readable.
 - **re-encode**: otherwise (:mod:`composite.retile`) each source tile row of a stripe is decoded
-  once into a band by one task on a thread pool (imagecodecs releases the GIL), a row or two
-  ahead of the tasks that cut and encode a target tile row from the bands on the same pool; a
-  band is dropped after the last target row it serves. The calling thread only submits and
+  once by one task on a thread pool (imagecodecs releases the GIL), straight into the target
+  tiles it falls in, a row or two ahead of the tasks that encode a target tile row on the same
+  pool. The calling thread only submits and
   yields, so every core decodes or encodes, and the interpreter's work is per row, not per
   tile. Edge tiles are
   full-size, padded by repeating the last row/column (invisible, and it avoids JPEG ringing) or,

@@ -83,9 +83,9 @@ def test_reencoded_tiles_come_in_stripes_each_once(
         decoded: list[tuple[int, int]] = []
         read_tile = level.read_tile
 
-        def counting(col: int, row: int) -> NDArray[np.uint8]:
+        def counting(col: int, row: int, *, out: NDArray[np.uint8] | None = None) -> NDArray[np.uint8]:
             decoded.append((col, row))
-            return read_tile(col, row)
+            return read_tile(col, row, out=out)
 
         monkeypatch.setattr(level, "read_tile", counting)
         target = TileGrid(level.width, level.height, tile, tile)

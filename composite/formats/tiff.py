@@ -61,6 +61,8 @@ def sniff(path: Path) -> bool:
 class TiffTileReader:
     """Tiles (or strips, as full-width tiles) of one TIFF page."""
 
+    decodes_into = True  # read_tile(col, row, out=buffer): JPEG tiles decoded into the buffer
+
     def __init__(self, fd: int, page: tifffile.TiffPage, path: Path) -> None:
         self._fd = fd
         self._file_size = os.fstat(fd).st_size
@@ -108,14 +110,15 @@ class TiffTileReader:
             raise TileReadError(f"{self._path}: tile ({col}, {row}) is cut short (file truncated)")
         return data
 
-    def read_tile(self, col: int, row: int) -> RGBArray | None:
+    def read_tile(self, col: int, row: int, *, out: RGBArray | None = None) -> RGBArray | None:
+        """The decoded tile; a JPEG one into ``out`` when it fits (:func:`codecs.decode_jpeg`)."""
         data = self.read_encoded(col, row)
         if data is None:
             return None
         try:
             if self._encoding.compression == "jpeg":
                 return codecs.decode_jpeg(
-                    data, tables=self._encoding.jpeg_tables, rgb=self._rgb, size=self._size, exact=self._exact
+                    data, tables=self._encoding.jpeg_tables, rgb=self._rgb, size=self._size, exact=self._exact, out=out
                 )
             if self._encoding.compression == "jpeg2000" and (declared := j2k_size(data)) is not None:
                 check_declared(declared, self._size, "JPEG 2000", exact=self._exact)

@@ -126,12 +126,24 @@ def _jpeg_chunks(first: EncodedTile, rest: Iterator[EncodedTile], copied: list[i
     else:
         kwargs.update(photometric="ycbcr", subsampling=codecs.jpeg_info(first.data).subsampling)
 
+    # A complete tile's header (up to its scan) whose tables are the level's, and that header
+    # abbreviated: re-encoded tiles of a level share one, so most are split without a parse.
+    known = [b"", b""]
+
     def stored(tile: EncodedTile) -> bytes:
         own = tile.encoding.jpeg_tables
+        data = tile.data
         if own is not None:
-            return tile.data if own == tables else codecs.merge_jpeg_tables(tile.data, own)
-        tile_tables, body = codecs.split_jpeg_tables(tile.data)
-        return body if tile_tables == tables else tile.data
+            return data if own == tables else codecs.merge_jpeg_tables(data, own)
+        if known[0] and data.startswith(known[0]):
+            return b"".join((known[1], memoryview(data)[len(known[0]) :]))
+        tile_tables, body = codecs.split_jpeg_tables(data)
+        if tile_tables != tables:
+            return data
+        scan = next((end for marker, _, end in codecs.iter_jpeg_segments(data) if marker == 0xDA), None)
+        if scan is not None:
+            known[:] = data[:scan], body[: len(body) - (len(data) - scan)]
+        return body
 
     def chunks() -> Iterator[bytes]:
         for tile in rest:
