@@ -28,8 +28,11 @@ def glass_colour(pixels: RGBArray) -> tuple[int, int, int]:
     flat = pixels.reshape(-1, 3)
     if not len(flat):
         return WHITE
-    bins = flat >> _BIN_BITS  # shifts and 16-bit keys: a conversion pays this once, up front
-    keys = (bins[:, 0].astype(np.uint16) << 6) | (bins[:, 1].astype(np.uint16) << 3) | bins[:, 2]
+    bins = flat >> _BIN_BITS  # shifts, in-place 16-bit keys, masked sums: a conversion waits for this
+    keys = bins[:, 0].astype(np.uint16)
+    for channel in (1, 2):
+        keys <<= 3
+        keys |= bins[:, channel]
     counts = np.bincount(keys, minlength=512)
     peaks = np.flatnonzero(counts >= PEAK * len(flat))
     if len(peaks):
@@ -37,8 +40,10 @@ def glass_colour(pixels: RGBArray) -> tuple[int, int, int]:
         key = int(peaks[np.argmax(brightness)])
     else:
         key = int(np.argmax(counts))
-    chosen = flat[keys == key]
-    red, green, blue = (int(v) for v in np.rint(chosen.sum(axis=0, dtype=np.int64) / len(chosen)))
+    chosen, count = keys == key, int(counts[key])
+    red, green, blue = (
+        int(np.rint(np.add.reduce(flat[:, channel], where=chosen, dtype=np.int64) / count)) for channel in range(3)
+    )
     return red, green, blue
 
 
