@@ -36,7 +36,7 @@ import os
 import struct
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,11 +52,11 @@ _J2K_START = b"\xff\x4f\xff\x51"  # SOC then SIZ: a raw codestream, not a JP2 bo
 COPYABLE = ("jpeg", "jpeg2000")
 
 
-@dataclass(frozen=True)
-class EncodedTile:
+class EncodedTile(NamedTuple):
     """Tile (col, row) of a target grid, encoded; ``encoding.jpeg_tables`` set => abbreviated JPEG.
 
-    ``copied`` is True when ``data`` are the source's stored bytes.
+    ``copied`` is True when ``data`` are the source's stored bytes. A named tuple: made once per
+    tile, it costs half a frozen dataclass (1 us of a byte copy's 5 us per tile).
     """
 
     col: int
@@ -249,8 +249,14 @@ def _copied(
     source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolExecutor, fill: Fill
 ) -> Iterator[EncodedTile]:
     checked = _Checked()
+    encoding, read = source.encoding, source.read_encoded_tile
+    assert encoding is not None
     for col, row in target.indices():
-        yield _copied_tile(source, target, col, row, quality=quality, fill=fill, checked=checked)
+        data = read(col, row)  # the common case inline: a tile starting with the last safe header
+        if data is not None and checked.header and data.startswith(checked.header):
+            yield EncodedTile(col, row, data, encoding, True)
+        else:
+            yield _copied_tile(source, target, col, row, quality=quality, fill=fill, checked=checked)
 
 
 class _Checked:
