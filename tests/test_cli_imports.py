@@ -47,6 +47,23 @@ OTHER_COMMANDS = {f"composite.cli.{name}" for name in COMMANDS}
 NEVER = {"aiohttp", "dask", "distributed", "pydicom", "shapely", "defusedxml", "tqdm"}  # not for these commands
 PIXELS = {"numpy", "PIL", "imagecodecs", "tifffile", "composite.model", "composite.codecs"}
 
+# What an SVS -> CWS byte copy must not load: the other readers (format detection stops at the
+# TIFF reader's magic bytes; the CWS package's reader is not the writer's), the glass test (only
+# with --skip-glass), the spool of computed levels, OpenSSL's hashes and uuid (issue #20).
+NOT_FOR_A_BYTE_COPY = {
+    "composite.formats.dicom.opening",
+    "composite.formats.dicom.instance",
+    "composite.formats.dicom.single",
+    "composite.formats.dicom.wsi",
+    "composite.formats.cws.read",
+    "composite.cwsini",
+    "composite.glass",
+    "composite.glass_screen",
+    "hashlib",
+    "uuid",
+    "tempfile",
+}
+
 
 def loaded(tmp_path: Path, *args: str | Path) -> set[str]:
     listing = tmp_path / "modules.txt"
@@ -99,7 +116,8 @@ def test_info_loads_the_reader_only(tmp_path: Path, synthetic_svs: Path) -> None
     assert not modules & NEVER
     assert not modules & (OTHER_COMMANDS - {"composite.cli.info"})
     writing = ("composite.plan", "composite.pyramid", "composite.formats.tiffwrite", "composite.formats.cws.write")
-    assert not under(modules, "composite.tools", "composite.formats.aci", *writing)
+    assert not under(modules, "composite.tools", "composite.formats.aci", "PIL", *writing)
+    assert not modules & NOT_FOR_A_BYTE_COPY
 
 
 WRITERS = [("cws", "composite.formats.cws.write"), ("svs", "composite.formats.tiffwrite.svs")]
@@ -121,23 +139,6 @@ def test_stub_commands_list_the_same_help_as_the_full_parser() -> None:
     same text as the parser with every command registered."""
     assert build_parser(only="").format_help() == build_parser().format_help()
     assert set(build_parser()._subparsers._group_actions[0].choices) == set(COMMANDS)  # type: ignore[union-attr]
-
-
-# What an SVS -> CWS byte copy must not load: the other readers (format detection stops at the
-# TIFF reader's magic bytes; the CWS package's reader is not the writer's), the glass test (only
-# with --skip-glass), the spool of computed levels, OpenSSL's hashes and uuid (issue #20).
-NOT_FOR_A_BYTE_COPY = {
-    "composite.formats.dicom.opening",
-    "composite.formats.dicom.instance",
-    "composite.formats.dicom.single",
-    "composite.formats.dicom.wsi",
-    "composite.formats.cws.read",
-    "composite.cwsini",
-    "composite.glass",
-    "composite.glass_screen",
-    "hashlib",
-    "uuid",
-}
 
 
 def test_svs_to_cws_byte_copy_loads_only_what_it_runs(tmp_path: Path, synthetic_svs: Path) -> None:
