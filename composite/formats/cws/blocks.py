@@ -33,17 +33,22 @@ def read_block(path: Path, tile: tuple[int, int] | None = None) -> bytes:
     return read_regular(path, error=TileReadError, what=what)
 
 
-def decode_block(path: Path, data: bytes, tile: tuple[int, int], size: tuple[int, int], *, exact: bool) -> RGBArray:
-    """Decode block ``path`` for ``tile`` (col, row); its JPEG header must fit ``size`` (the INI's)."""
+def decode_block(
+    path: Path, data: bytes, tile: tuple[int, int], size: tuple[int, int], *, exact: bool, out: RGBArray | None = None
+) -> RGBArray:
+    """Decode block ``path`` for ``tile`` (col, row); its JPEG header must fit ``size`` (the INI's).
+    ``out``: a buffer to decode into when the block fills it (:func:`codecs.decode_jpeg`)."""
     try:
         # No colour space forced: libjpeg follows JFIF/Adobe markers, exactly as browsers do.
-        return codecs.decode_jpeg(data, size=size, exact=exact)
+        return codecs.decode_jpeg(data, size=size, exact=exact, out=out)
     except TileReadError as err:
         raise TileReadError(f"{path}: tile ({tile[0]}, {tile[1]}): {err}") from err
 
 
 class BlockGridReader:
     """A level whose blocks are its tiles: ``read_encoded`` is the block file, for copying."""
+
+    decodes_into = True  # read_tile(col, row, out=buffer): a full-size block decoded into the buffer
 
     def __init__(
         self,
@@ -101,7 +106,7 @@ class BlockGridReader:
         rows, cols = self._cells.shape
         return 0 <= row < rows and 0 <= col < cols and int(self._cells[row, col]) >= 0
 
-    def read_tile(self, col: int, row: int) -> RGBArray | None:
+    def read_tile(self, col: int, row: int, *, out: RGBArray | None = None) -> RGBArray | None:
         path = self._path(col, row)
         if path is None:
             if self._gap is not None and not self._listed(col, row):
@@ -109,7 +114,8 @@ class BlockGridReader:
             return None
         rows, cols = self._cells.shape
         edge = col == cols - 1 or row == rows - 1  # an edge block may be cropped to the image
-        return decode_block(path, read_block(path, (col, row)), (col, row), self._block_size, exact=not edge)
+        data = read_block(path, (col, row))
+        return decode_block(path, data, (col, row), self._block_size, exact=not edge, out=out)
 
 
 class _BlockCache:
