@@ -165,13 +165,16 @@ def reencoded(
 
     buffers = _Buffers()
 
+    # The decodes of the next rows too, as many as a source row is target rows high (one for 240 ->
+    # 256, two for 480 -> 256): an encode then never waits on a decode started at the same time
+    # (a stall: one core idle for a whole source row's decoding).
+    ahead = 1 + -(-source.grid.tile_height // target.tile_height)
     pending: deque[Future[list[T]]] = deque()
     for columns in stripe_columns:
         stripe = _Stripe(source, target, columns, fill, buffers)
         for row in range(target.rows):
-            stripe.submit(row, pool)
-            if row + 1 < target.rows:  # the next row's bands too: its encode then never waits on a decode
-                stripe.submit(row + 1, pool)  # started at the same time (a stall: one core idle)
+            for later in range(row, min(row + ahead, target.rows)):
+                stripe.submit(later, pool)
             pending.append(pool.submit(encode_row, stripe, row))
             while len(pending) > ROWS_IN_FLIGHT * workers:
                 yield from pending.popleft().result()
