@@ -125,6 +125,7 @@ class JpegInfo:
     components: int
     rgb: bool
     subsampling: tuple[int, int]
+    precision: int = 8  # bits per sample
 
 
 def jpeg_info(data: bytes) -> JpegInfo:
@@ -148,7 +149,7 @@ def jpeg_info(data: bytes) -> JpegInfo:
                 rgb = adobe_transform == 0 and ncomp == 3
             else:
                 rgb = not jfif and ids == [82, 71, 66]
-            return JpegInfo(width, height, ncomp, rgb, (sampling >> 4, sampling & 0x0F))
+            return JpegInfo(width, height, ncomp, rgb, (sampling >> 4, sampling & 0x0F), segment[4])
     raise ValueError("JPEG stream has no frame header")
 
 
@@ -205,14 +206,14 @@ def decode_jpeg(
     """Decode a JPEG tile to RGB uint8; ``rgb`` forces the source colour space (None: guess).
 
     The frame header is checked first (:func:`checked_jpeg_info`): against ``size`` when given,
-    and against the decode limit always. ``out``, a contiguous (height, width, 3) buffer, is
-    decoded into (and returned) when the stream is a three-component image of that size: a
-    pipeline reusing one buffer saves an allocation and its page faults per tile.
+    and against the decode limit always. ``out``, a contiguous (height, width, 3) uint8 buffer,
+    is decoded into (and returned) when the stream is an 8-bit three-component image of that
+    size: a pipeline reusing one buffer saves an allocation and its page faults per tile.
     """
     info = checked_jpeg_info(data, size=size, exact=exact)
     colorspace = None if rgb is None else ("RGB" if rgb else "YCBCR")
-    if out is not None and (info.components != 3 or out.shape != (info.height, info.width, 3)):
-        out = None
+    if out is not None and (info.precision != 8 or info.components != 3 or out.shape != (info.height, info.width, 3)):
+        out = None  # a 12-bit stream decodes to 16-bit samples (then scaled), not into ``out``
     try:
         image = imagecodecs.jpeg8_decode(
             data, tables=tables, colorspace=colorspace, outcolorspace="RGB" if rgb is not None else None, out=out

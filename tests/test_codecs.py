@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import imagecodecs
 import numpy as np
 import openslide
 import tifffile
@@ -64,3 +65,18 @@ def test_as_rgb_shapes() -> None:
     assert codecs.as_rgb(rgba).shape == (2, 2, 3)
     wide = np.full((2, 2), 0xFF00, np.uint16)
     assert codecs.as_rgb(wide).max() == 0xFF
+
+
+def test_decode_into_a_buffer_only_when_it_fits() -> None:
+    pixels = region(0, 0, 64, 48)
+    data = codecs.encode_jpeg(pixels, quality=90, rgb=True)
+    out = np.zeros((48, 64, 3), np.uint8)
+    decoded = codecs.decode_jpeg(data, rgb=True, out=out)
+    assert decoded is out and np.array_equal(out, codecs.decode_jpeg(data, rgb=True))
+    wrong = np.zeros((64, 64, 3), np.uint8)  # another size: a fresh array, the buffer untouched
+    assert codecs.decode_jpeg(data, rgb=True, out=wrong) is not wrong and not wrong.any()
+    # 12-bit samples decode to 16 bits (then scaled to 8): never into an 8-bit buffer
+    data12 = bytes(imagecodecs.jpeg8_encode(pixels.astype(np.uint16) << 4, level=95, bitspersample=12))
+    assert codecs.jpeg_info(data12).precision == 12
+    decoded12 = codecs.decode_jpeg(data12, out=out)
+    assert decoded12 is not out and np.array_equal(decoded12, codecs.decode_jpeg(data12))
