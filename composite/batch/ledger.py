@@ -149,12 +149,12 @@ def append(dst: Path, entries: Iterable[Mapping[str, Any]], *, name: str = LEDGE
         os.close(fd)
 
 
-def same_input(entry: Mapping[str, Any] | None, source: Path, options: Mapping[str, Any], sig: Signature) -> bool:
-    """Whether a ledger line is about this source, as it is now, with these options."""
+def same_input(entry: Mapping[str, Any] | None, source: Path, sig: Signature) -> bool:
+    """Whether a ledger line is about this source, as it is now (its options are the caller's to
+    compare: :func:`composite.batch.run.stored_key`)."""
     return (
         entry is not None
         and entry.get("source") == str(source)
-        and entry.get("options") == options
         and entry.get("size") == sig.size
         and entry.get("mtime_ns") == sig.mtime_ns
         and entry.get("fingerprint") == sig.fingerprint

@@ -63,14 +63,51 @@ class BatchReport:
         return 1 if self.count("failed") else 0
 
 
-def options_key(to: str, options: WriteOptions) -> dict[str, Any]:
-    """The options that change the output (all but ``workers`` and ``overwrite``), as the ledger
-    stores them: plain JSON, compared as such on a rerun."""
+_UNKEYED = ("workers", "overwrite", "parents", "extra")  # no effect on the output; extra: moved into typed fields
+
+
+def _plain(options: WriteOptions) -> dict[str, Any]:
     fields = asdict(options)
-    for name in ("workers", "overwrite", "parents", "extra"):  # extra: emptied into the typed fields
+    for name in _UNKEYED:
         fields.pop(name, None)
-    key: dict[str, Any] = json.loads(json.dumps({"to": to, **fields}, sort_keys=True, default=str))  # tuples: lists
-    return key
+    plain: dict[str, Any] = json.loads(json.dumps(fields, sort_keys=True, default=str))  # tuples: lists
+    return plain
+
+
+def _differing(values: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` without the fields equal to their default (nested format options field by field)."""
+    kept: dict[str, Any] = {}
+    for name, value in values.items():
+        default = defaults.get(name, _MISSING)
+        if isinstance(value, dict) and isinstance(default, dict):
+            value = _differing(value, default)
+            if value:
+                kept[name] = value
+        elif value != default:
+            kept[name] = value
+    return kept
+
+
+_MISSING = object()
+_DEFAULTS = _plain(WriteOptions())
+
+
+def options_key(to: str, options: WriteOptions) -> dict[str, Any]:
+    """The options that change the output, as the ledger stores them (plain JSON): the output
+    format and only the fields that differ from their defaults, so that a field added to
+    :class:`WriteOptions` (with a default that keeps the output as it was) leaves every ledger
+    line valid. ``workers``, ``overwrite`` and ``parents`` never count."""
+    return {"to": to, **_differing(_plain(options), _DEFAULTS)}
+
+
+def stored_key(stored: Any) -> Any:
+    """A ledger line's ``options`` in :func:`options_key`'s form: lines written before keys were
+    sparse hold every field, their defaults included (a default that has since changed stays:
+    the output would differ)."""
+    if not isinstance(stored, dict):
+        return stored
+    rest = {name: value for name, value in stored.items() if name != "to"}
+    return {"to": stored.get("to"), **_differing(rest, _DEFAULTS)}
 
 
 def convert_many(
@@ -213,13 +250,13 @@ def _reason(entry: dict[str, Any] | None, source: Path, output: Path, key: Mappi
         return "unfinished"
     if entry.get("source") != str(source):
         return "other source"
-    if entry.get("options") != key:
+    if stored_key(entry.get("options")) != key:
         return "options changed"
     try:
         sig = ledger.signature(source, entry)
     except OSError:
         return "source missing"
-    if not ledger.same_input(entry, source, key, sig):
+    if not ledger.same_input(entry, source, sig):
         return "source changed"
     if entry["status"] == "failed":
         return "failed"
