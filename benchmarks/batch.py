@@ -8,8 +8,9 @@
 
 The 16 synthetic SVS slides (240-px RGB JPEG tiles, like benchmarks/run.py's) are of mixed sizes,
 four each of 1,500, 3,000, 6,000 and 10,000 px wide, made once into ``benchmarks/cache/batch/``.
-Every job converts all of them to CWS by byte copy, into ``benchmarks/cache/out/batch/``
-(emptied before each job, ``sync`` before each):
+Every job converts all of them to CWS by byte copy, each run of a job into a new folder under
+``benchmarks/cache/out/batch/`` (``sync`` before each; the folder is emptied at the start and at
+the end of the whole benchmark, never between jobs: see "Deleting between jobs" below):
 
 - ``batch``: ``wsi-composite batch SRC OUT --to cws --quiet`` (LocalCluster, one worker per core);
 - ``loop``: a shell loop of ``wsi-composite convert SLIDE OUT/NAME --to cws --quiet``, one at a time;
@@ -25,6 +26,14 @@ what a rerun pays for a copied or restored archive) per slide, in-process. Memor
 worker peak RSS during its conversion (from batch-report.jsonl) against one ``convert`` of the
 largest slide measured through launch.py. Jobs are timed by measure.py (wall, CPU, peak RSS of the
 whole process tree); results go to ``benchmarks/results/batch-*.json``.
+
+Deleting between jobs: this machine's ext4 has no journal, and then the kernel avoids reusing an
+inode freed in the last 5 s (300 s while its inode-table block is dirty): ``find_inode_bit`` in
+fs/ext4/ialloc.c skips each such inode, from the start of the block group, for every file
+created. A job that starts right after the previous job's 8,500 files were deleted pays a scan over
+them per file it creates (perf: 40% of a batch's CPU in ``recently_deleted``; a 16-slide batch
+took 0.3-1.0 s of system CPU into new folders and 2.4-4.8 s right after ``rm -rf`` of the last
+output). Jobs therefore write into folders of their own and nothing is deleted until the end.
 """
 
 from __future__ import annotations
@@ -82,6 +91,8 @@ def tiny_slides(count: int) -> Path:
 def source_dir(paths: list[Path], name: str) -> Path:
     """A folder of symlinks to ``paths`` (batch takes a folder; links cost nothing)."""
     folder = HERE / "cache" / f"batch-set-{name}"
+    if folder.is_symlink():  # a shared cache linked in (benchmarks/cache/* -> elsewhere): made here instead
+        folder.unlink()
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for path in paths:
@@ -89,29 +100,29 @@ def source_dir(paths: list[Path], name: str) -> Path:
     return folder
 
 
-def commands(sources: list[Path], vips: Path | None) -> dict[str, list[str]]:
+def commands(sources: list[Path], vips: Path | None, out: Path, sets: dict[str, Path]) -> dict[str, list[str]]:
+    """Each job's command, writing into ``out`` (``sets``: the folders of 16, 1 and 4 slides)."""
     ours = " ".join(inputs.wsi_composite())
     names = " ".join(str(p) for p in sources)
-    convert = f'{ours} convert "$0" "{OUT}/$(basename "$0" .svs)" --to cws --quiet'
+    convert = f'{ours} convert "$0" "{out}/$(basename "$0" .svs)" --to cws --quiet'
+    batch = [*inputs.wsi_composite(), "batch"]
     jobs = {
-        "batch": [*inputs.wsi_composite(), "batch", str(source_dir(sources, "16")), str(OUT), "--to", "cws", "--quiet"],
+        "batch": [*batch, str(sets["16"]), str(out), "--to", "cws", "--quiet"],
         "loop": ["sh", "-c", f"for f in {names}; do sh -c '{convert}' \"$f\" || exit 1; done"],
         "xargs": ["sh", "-c", f"printf '%s\\n' {names} | xargs -P {CORES} -n 1 sh -c '{convert}'"],
-        "batch-1": [*inputs.wsi_composite(), "batch", str(source_dir(sources[:1], "1")), str(OUT), "--to", "cws"],
-        "batch-4": [*inputs.wsi_composite(), "batch", str(source_dir(sources[:4], "4")), str(OUT), "--to", "cws"],
+        "batch-1": [*batch, str(sets["1"]), str(out), "--to", "cws", "--quiet"],
+        "batch-4": [*batch, str(sets["4"]), str(out), "--to", "cws", "--quiet"],
     }
-    jobs["batch-1"].append("--quiet")
-    jobs["batch-4"].append("--quiet")
     if vips is not None:
-        dz = f'{vips} {HERE / "vips_job.py"} dzsave "$0" "{OUT}/$(basename "$0" .svs)"'
+        dz = f'{vips} {HERE / "vips_job.py"} dzsave "$0" "{out}/$(basename "$0" .svs)"'
         jobs["dzsave"] = ["sh", "-c", f"for f in {names}; do sh -c '{dz}' \"$f\" || exit 1; done"]
         jobs["dzsave-xargs"] = ["sh", "-c", f"printf '%s\\n' {names} | xargs -P {CORES} -n 1 sh -c '{dz}'"]
     return jobs
 
 
-def run_job(name: str, argv: list[str]) -> Measurement:
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir(parents=True)
+def run_job(name: str, argv: list[str], out: Path) -> Measurement:
+    """Run one job into ``out``, a folder of its own (nothing is deleted before it: module docstring)."""
+    out.mkdir(parents=True)
     LOGS.mkdir(parents=True, exist_ok=True)
     os.sync()
     result = run_measured(argv, log=LOGS / f"batch-{name}.log")
@@ -150,12 +161,12 @@ def rerun_overhead(folder: Path, dst: Path) -> dict[str, float]:
     }
 
 
-def memory(sources: list[Path]) -> dict[str, float]:
-    """Worker peak RSS per slide (last batch run) against one convert of the largest slide."""
-    lines = [json.loads(line) for line in (OUT / "batch-report.jsonl").read_text().splitlines()]
+def memory(sources: list[Path], out: Path) -> dict[str, float]:
+    """Worker peak RSS per slide (the batch run into ``out``) against one convert of the largest slide."""
+    lines = [json.loads(line) for line in (out / "batch-report.jsonl").read_text().splitlines()]
     peaks = [line["peak_rss_mb"] for line in lines if line.get("peak_rss_mb")]
     largest = max(sources, key=lambda p: p.stat().st_size)
-    target = OUT / "single"
+    target = out / "single"
     single = run_measured(
         [*inputs.wsi_composite(), "convert", str(largest), str(target), "--to", "cws", "--quiet"],
         log=LOGS / "batch-single.log",
@@ -171,12 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sources = slides()
     vips = inputs.vips_python()
-    jobs = commands(sources, vips)
-    chosen = [j.strip() for j in args.jobs.split(",")] if args.jobs else list(jobs)
+    sets = {name: source_dir(paths, name) for name, paths in (("16", sources), ("1", sources[:1]), ("4", sources[:4]))}
+    shutil.rmtree(OUT, ignore_errors=True)  # a previous run's, if it was stopped
+    chosen = [j.strip() for j in args.jobs.split(",")] if args.jobs else list(commands(sources, vips, OUT, sets))
     runs: dict[str, list[Measurement]] = {name: [] for name in chosen}
-    for _ in range(args.repeat):
+    for round_ in range(args.repeat):
         for name in chosen:
-            runs[name].append(run_job(name, jobs[name]))
+            out = OUT / f"{name}-{round_}"
+            runs[name].append(run_job(name, commands(sources, vips, out, sets)[name], out))
             print(f"  {name}: {runs[name][-1].wall_s:.2f} s", flush=True)
     megapixels = sum(w * (w * 3 // 4) for w in (int(p.stem.split("-")[1]) for p in sources)) / 1e6
     rows = {}
@@ -192,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         }
     extra: dict[str, object] = {}
     if "batch" in runs:
-        run_job("batch", jobs["batch"])  # leaves OUT with the 16 slides' report
-        extra["memory"] = memory(sources)
-        extra["rerun_16"] = rerun_overhead(source_dir(sources, "16"), OUT)
+        out = OUT / "batch-rerun"
+        run_job("batch", commands(sources, vips, out, sets)["batch"], out)  # a finished batch, rerun below
+        extra["memory"] = memory(sources, out)
+        extra["rerun_16"] = rerun_overhead(sets["16"], out)
     if args.rerun:
         tiny = tiny_slides(args.rerun)
         extra["rerun_tiny"] = rerun_overhead(tiny, HERE / "cache" / "out" / f"batch-tiny-{args.rerun}")
@@ -214,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for key, value in extra.items():
         print(f"{key}: {json.dumps(value)}")
+    shutil.rmtree(OUT, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     record = {"rows": rows, "extra": extra, "megapixels": megapixels, "cores": CORES, "repeat": args.repeat}
