@@ -296,13 +296,24 @@ def test_cws_to_cws_copies_every_block(copied_cws: tuple[Path, list[int]], tmp_p
     )
 
 
-def test_companions_come_from_the_smallest_level_that_holds_them(tmp_path: Path) -> None:
+def test_companions_come_from_the_smallest_level_that_holds_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A 9000 x 2200 slide: Ss1 is 563 x 138 (1/16, rounded up) and the source's 1/16 level is one
     pixel short (562 x 137); Ss1 is made from that level (its last row and column repeated), not
     by decoding the 1/4 level again, and the thumbnail (1024 px) from the 1/4 level; both match
-    those levels as tifffile reads them."""
+    those levels as tifffile reads them. The 1/4 level is twice the thumbnail: its JPEG tiles are
+    decoded at half scale (DCT scaling), each once."""
     src = write_synthetic_slide(tmp_path / "s.svs", width=9000, height=2200)
     read: list[tuple[int, int]] = []
+    scaled: list[tuple[tuple[int, int], int]] = []
+    scaled_tile = cws_companions.scaled_tile
+
+    def counted_scaled(level: Any, col: int, row: int, scale: int) -> Any:
+        scaled.append((level.dimensions, scale))
+        return scaled_tile(level, col, row, scale)
+
+    monkeypatch.setattr(cws_companions, "scaled_tile", counted_scaled)
     with open_slide(src) as slide:
         for level in slide.levels:
             inner = level.reader.read_tile
@@ -315,7 +326,7 @@ def test_companions_come_from_the_smallest_level_that_holds_them(tmp_path: Path)
         assert [lvl.dimensions for lvl in slide.levels] == [(9000, 2200), (2250, 550), (562, 137)]
         convert(slide, tmp_path / "out", to="cws")
     assert (9000, 2200) not in read
-    assert read.count((2250, 550)) == 10 * 3  # the 1/4 level decoded once, for the thumbnail
+    assert (2250, 550) not in read and scaled == [((2250, 550), 2)] * (10 * 3)  # once, at half scale
     with tifffile.TiffFile(src) as tif:
         quarter, sixteenth = (page.asarray() for page in list(tif.pages)[1:] if page.is_tiled)
 
@@ -332,3 +343,19 @@ def test_companions_come_from_the_smallest_level_that_holds_them(tmp_path: Path)
     with Image.open(tmp_path / "out" / "SlideThumb.jpg") as image:
         assert image.size == (1024, 250)
         assert psnr(np.asarray(image.convert("RGB")), as_written(reference)) >= 30  # resized strip by strip
+
+
+def test_dct_scaled_companions_match_the_full_decode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The thumbnail of a 10,000 px slide from its 2,500 px level decoded at half scale by libjpeg
+    is the one a full decode and a 2x2 box filter give, to within JPEG noise (and the half-scale
+    path is the one taken: it fails when DCT scaling is switched off)."""
+    src = write_synthetic_slide(tmp_path / "s.svs", width=10000, height=7500)
+    with open_slide(src) as slide:
+        size, _ = cws_companions._sizes(slide)
+        level = cws_companions._source_level(slide.levels, size)
+        assert level.dimensions == (2500, 1875) and cws_companions._dct_scaled(level, 2)[1] == 2
+        scaled = np.concatenate([strip.copy() for strip in cws_companions._reduced(level, size)])
+        monkeypatch.setattr(cws_companions, "_dct_scaled", lambda level, factor: (level, 1))
+        full = np.concatenate([strip.copy() for strip in cws_companions._reduced(level, size)])
+    assert scaled.shape == full.shape == (768, 1024, 3)
+    assert psnr(scaled, full) >= 45

@@ -11,12 +11,17 @@ companions on a thread while the writer writes the levels (a byte copy leaves a 
 JPEG (tables merged, Adobe marker for RGB), anything else (Aperio's LZW label) is encoded.
 Thumbnail and Ss1 are read a strip at a time (its pieces on two threads) and encoded strip by
 strip (:class:`~composite.codecs.JpegStripWriter`), so memory holds about two strips of the image
-written (at most 8192 px wide); nothing is read back from the directory.
+written (at most 8192 px wide); nothing is read back from the directory. When the level is 2, 4
+or 8 times (or a multiple of that) larger than the image and its tiles are JPEG, the tiles are
+decoded at that reduced scale by libjpeg's DCT scaling (Pillow's ``draft``, as
+:mod:`composite.glass` does): a scaled inverse DCT per 8x8 block instead of a full decode and a
+box filter, about the same pixels (each the mean of its block, to within JPEG's own error).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import threading
 from collections.abc import Iterator
@@ -26,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from ... import codecs
-from ...codecs import RGBArray
+from ...codecs import RGBArray, TileEncoding
+from ...errors import TileReadError
+from ...geometry import TileGrid
 from ...model import AssociatedImage, Level, Slide
 from ...output import ASSOCIATED_QUALITY
 from ...pyramid import DownsampledLevel
@@ -50,12 +57,76 @@ def _source_level(levels: list[Level], size: tuple[int, int]) -> Level:
     return level
 
 
+DCT_SCALES = (8, 4, 2)  # libjpeg's reduced-size decodes that Pillow's draft asks for
+
+
+class _ScaledTiles:
+    """The JPEG tiles of ``level`` decoded at 1/``scale`` (a :class:`~composite.model.TileReader`)."""
+
+    def __init__(self, level: Level, scale: int) -> None:
+        self.level, self.scale = level, scale
+
+    @property
+    def encoding(self) -> TileEncoding | None:
+        return None  # decoded pixels only: nothing to copy
+
+    def read_encoded(self, col: int, row: int) -> bytes | None:
+        return None
+
+    def read_tile(self, col: int, row: int) -> RGBArray | None:
+        return scaled_tile(self.level, col, row, self.scale)
+
+
+def scaled_tile(level: Level, col: int, row: int, scale: int) -> RGBArray | None:
+    """Tile (col, row) of ``level`` (JPEG) decoded at 1/``scale``; None when the tile is missing."""
+    data = level.read_encoded_tile(col, row)
+    encoding = level.encoding
+    if data is None or encoding is None:
+        return None
+    width, height = level.grid.tile_width // scale, level.grid.tile_height // scale
+    stream = codecs.standalone_jpeg(data, tables=encoding.jpeg_tables, rgb=encoding.rgb)
+    from PIL import Image  # loaded already: companions resize with it
+
+    try:
+        with Image.open(io.BytesIO(stream)) as image:
+            image.draft("RGB", (width, height))
+            pixels = np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as err:
+        raise TileReadError(f"{level.source}: tile ({col}, {row}): JPEG decode failed: {err}") from err
+    if pixels.shape[:2] != (height, width):  # a tile whose stored size is not the grid's: no scaled decode
+        pixels = box_downsample(level.read_tile(col, row), scale)
+        out = np.full((height, width, 3), 255, np.uint8)
+        out[: pixels.shape[0], : pixels.shape[1]] = pixels[:height, :width]
+        return out
+    return pixels
+
+
+def _dct_scaled(level: Level, factor: int) -> tuple[Level, int]:
+    """``level`` as read at 1/s by DCT scaling, s the largest of :data:`DCT_SCALES` dividing
+    ``factor`` and the tile size, when its tiles are JPEG, and s; else ``level`` itself and 1."""
+    encoding, grid = level.encoding, level.grid
+    if encoding is None or encoding.compression != "jpeg":
+        return level, 1
+    for scale in DCT_SCALES:
+        if factor % scale == 0 and grid.tile_width % scale == 0 and grid.tile_height % scale == 0:
+            width, height = -(-level.width // scale), -(-level.height // scale)
+            scaled = TileGrid(width, height, grid.tile_width // scale, grid.tile_height // scale)
+            reduced = Level(scaled, level.downsample * scale, _ScaledTiles(level, scale))
+            reduced.source = level.source
+            return reduced, scale
+    return level, 1
+
+
 def _reduced(level: Level, size: tuple[int, int]) -> Iterator[RGBArray]:
     """``level`` scaled to ``size``, as consecutive row strips. The level is read one strip of
     about a tile row at a time, in pieces of about CHUNK px across reduced on WORKERS threads into
     the strip, so memory holds one strip and a few pieces, never the image."""
     width, height = size
     factor = max(1, min(level.width // width, level.height // height))
+    full_height, scale = level.height, 1
+    if factor > 1:
+        level, scale = _dct_scaled(level, factor)
+        factor //= scale
     rows = max(factor, level.grid.tile_height // factor * factor)
     # Pieces on a common multiple of the factor and the tile width, when small enough: no
     # source tile is then decoded for two pieces.
@@ -80,7 +151,7 @@ def _reduced(level: Level, size: tuple[int, int]) -> Iterator[RGBArray]:
                 extra = height - level.height if y + strip_rows >= level.height else 0
                 yield np.pad(strip, ((0, extra), (0, width - level.width), (0, 0)), mode="edge")
                 continue
-            end = round((y + strip_rows) * height / level.height)
+            end = round(min((y + strip_rows) * scale, full_height) * height / full_height)  # rows as unscaled
             if end > done:
                 yield resize(strip, (width, end - done))
                 done = end
