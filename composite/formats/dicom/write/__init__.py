@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import datetime
 import re
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,7 +67,6 @@ class DicomWriter:
         """Write ``plan`` as a DICOM WSI series into the directory ``dst`` (created when complete);
         ``plan.options.dicom`` holds the metadata, UIDs and what to drop."""
         options = plan.options.dicom
-        import_pydicom()
         metadata = load_metadata(options.metadata)
         series = _series(plan.slide, options, metadata)
         with atomic_output(dst, overwrite=plan.options.overwrite, directory=True) as tmp:
@@ -89,30 +86,6 @@ class DicomWriter:
 
 
 WRITER = DicomWriter()
-
-# What pydicom's test-data module (pydicom.data.download, loaded by every ``import pydicom``)
-# imports when installed, for downloads this writer never makes; pydicom does without them
-# (urllib, no progress bar). About a third of pydicom's import time where they are installed.
-_DOWNLOAD_HELPERS = ("requests", "tqdm")
-
-
-def import_pydicom() -> None:
-    """Import pydicom, without :data:`_DOWNLOAD_HELPERS` when this thread is the process's only
-    one (while pydicom loads, an ``import requests`` elsewhere would fail) and they are not
-    loaded already. They are importable again as soon as pydicom is loaded."""
-    if "pydicom" in sys.modules:
-        return
-    hidden = [name for name in _DOWNLOAD_HELPERS if name not in sys.modules]
-    if threading.active_count() > 1:
-        hidden = []
-    for name in hidden:
-        sys.modules[name] = None  # type: ignore[assignment]  # an import of it raises ImportError
-    try:
-        import pydicom  # noqa: F401
-    finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
-                del sys.modules[name]
 
 
 def _build_lower_levels(plan: ConversionPlan, progress: ProgressCallback) -> None:
