@@ -220,7 +220,7 @@ def decode_jpeg(
         )
     except Exception as err:  # imagecodecs raises its own error types per codec
         raise TileReadError(f"JPEG decode failed: {err}") from err
-    return as_rgb(image)
+    return as_rgb(image, bits=info.precision)
 
 
 _SUBSAMPLING = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (4, 1): "411"}
@@ -297,12 +297,13 @@ def _imread_error(err: Exception, data: bytes) -> str:
     return next((line for line in lines if line.startswith(codec)), f"none of {len(lines)} codecs reads it")
 
 
-def as_rgb(image: NDArray[np.generic]) -> RGBArray:
-    """Return an (h, w, 3) uint8 array: grey is repeated, alpha dropped, 16-bit scaled."""
+def as_rgb(image: NDArray[np.generic], *, bits: int = 16) -> RGBArray:
+    """Return an (h, w, 3) uint8 array: grey is repeated, alpha dropped, 16-bit samples holding
+    ``bits`` significant bits (12 for a 12-bit JPEG) scaled to 8."""
     array = np.asarray(image)
     if array.dtype != np.uint8:
         if array.dtype == np.uint16:
-            array = (array >> 8).astype(np.uint8)
+            array = (array >> max(0, min(bits, 16) - 8)).astype(np.uint8)
         elif array.dtype == np.bool_:
             array = array.astype(np.uint8) * 255
         else:

@@ -80,3 +80,5 @@ def test_decode_into_a_buffer_only_when_it_fits() -> None:
     assert codecs.jpeg_info(data12).precision == 12
     decoded12 = codecs.decode_jpeg(data12, out=out)
     assert decoded12 is not out and np.array_equal(decoded12, codecs.decode_jpeg(data12))
+    # ... and scaled by the stream's 12 bits, not as if they were 16 (which read nearly black)
+    assert np.abs(decoded12.astype(int) - pixels).mean() < 3
