@@ -73,6 +73,13 @@ def iter_jpeg_segments(data: bytes, start: int = 2) -> Iterator[tuple[int, int, 
         pos = end
 
 
+def scan_start(data: bytes) -> int | None:
+    """Where a JPEG stream's entropy-coded data begins (the end of its SOS segment): the bytes
+    before it are the stream's header. None when there is no scan; ValueError (or struct.error,
+    IndexError) when the segments are damaged."""
+    return next((end for marker, _, end in iter_jpeg_segments(data) if marker == 0xDA), None)
+
+
 def merge_jpeg_tables(tile: bytes, tables: bytes | None) -> bytes:
     """Make an abbreviated TIFF JPEG tile a complete stream by inlining the JPEGTables."""
     if not tables:
@@ -166,7 +173,7 @@ def _known_jpeg_info(data: bytes) -> JpegInfo:
         return last[1]
     info = jpeg_info(data)
     try:
-        scan = next((end for marker, _, end in iter_jpeg_segments(data) if marker == 0xDA), None)
+        scan = scan_start(data)
     except (ValueError, struct.error, IndexError):
         scan = None  # damaged after the frame header: the decoder reports it
     if scan is not None:

@@ -185,13 +185,13 @@ def _copy_header(data: bytes, encoding: TileEncoding, grid: TileGrid) -> bytes |
     if encoding.compression == "jpeg":
         try:
             info = codecs.jpeg_info(data)
-            scan = [end for marker, _, end in codecs.iter_jpeg_segments(data) if marker == 0xDA]
+            scan = codecs.scan_start(data)
         except (ValueError, struct.error, IndexError):
             return None
-        if not scan:
+        if scan is None:
             return None  # no scan: damaged; decoding it reports the tile
         ok = info.components == 3 and (info.width, info.height) == (grid.tile_width, grid.tile_height)
-        return data[: scan[0]] if ok else None
+        return data[:scan] if ok else None
     return b"" if j2k_size(data) == (grid.tile_width, grid.tile_height) else None
 
 
@@ -249,14 +249,14 @@ def _copied(
     source: Level, target: TileGrid, *, quality: int, pool: ThreadPoolExecutor, fill: Fill
 ) -> Iterator[EncodedTile]:
     checked = _Checked()
-    encoding, read = source.encoding, source.read_encoded_tile
+    encoding = source.encoding
     assert encoding is not None
     for col, row in target.indices():
-        data = read(col, row)  # the common case inline: a tile starting with the last safe header
+        data = source.read_encoded_tile(col, row)
         if data is not None and checked.header and data.startswith(checked.header):
-            yield EncodedTile(col, row, data, encoding, True)
+            yield EncodedTile(col, row, data, encoding, True)  # the last header found safe: no parse
         else:
-            yield _copied_tile(source, target, col, row, quality=quality, fill=fill, checked=checked)
+            yield _copied_tile(source, target, col, row, data, quality=quality, fill=fill, checked=checked)
 
 
 class _Checked:
@@ -267,15 +267,21 @@ class _Checked:
 
 
 def _copied_tile(
-    source: Level, target: TileGrid, col: int, row: int, *, quality: int, fill: Fill, checked: _Checked | None = None
+    source: Level,
+    target: TileGrid,
+    col: int,
+    row: int,
+    data: bytes | None,
+    *,
+    quality: int,
+    fill: Fill,
+    checked: _Checked | None = None,
 ) -> EncodedTile:
-    """A tile of a copyable level: its stored bytes, or re-encoded alone when they are unsafe."""
+    """Tile (col, row) of a copyable level from its stored bytes ``data``: those bytes, or
+    re-encoded alone when they are unsafe (``checked`` then remembers a safe header)."""
     encoding = source.encoding
     assert encoding is not None
-    data = source.read_encoded_tile(col, row)
     if data is not None:
-        if checked is not None and checked.header and data.startswith(checked.header):
-            return EncodedTile(col, row, data, encoding, copied=True)
         header = _copy_header(data, encoding, target)
         if header is not None:
             if checked is not None:
@@ -294,7 +300,8 @@ def encoded_tile(
     for byte (copied, or the same pixels padded and encoded the same way), without the pipeline.
     For serving one tile at a time; a whole level is much faster through :func:`encoded_tiles`."""
     if is_copyable(source, target, compression):
-        return _copied_tile(source, target, col, row, quality=quality, fill=fill)
+        data = source.read_encoded_tile(col, row)
+        return _copied_tile(source, target, col, row, data, quality=quality, fill=fill)
     box = target.tile_box(col, row)
     pixels = pad_tile(
         source.read_region(box.x, box.y, box.width, box.height), target.tile_width, target.tile_height, fill=fill

@@ -140,7 +140,7 @@ def _jpeg_chunks(first: EncodedTile, rest: Iterator[EncodedTile], copied: list[i
         tile_tables, body = codecs.split_jpeg_tables(data)
         if tile_tables != tables:
             return data
-        scan = next((end for marker, _, end in codecs.iter_jpeg_segments(data) if marker == 0xDA), None)
+        scan = codecs.scan_start(data)
         if scan is not None:
             known[:] = data[:scan], body[: len(body) - (len(data) - scan)]
         return body
