@@ -9,6 +9,7 @@ copied out as a standalone JPEG gets an Adobe APP14 marker with transform 0.
 
 from __future__ import annotations
 
+import io
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -228,6 +229,23 @@ def decode_jpeg(
     except Exception as err:  # imagecodecs raises its own error types per codec
         raise TileReadError(f"JPEG decode failed: {err}") from err
     return as_rgb(image, bits=info.precision)
+
+
+def decode_jpeg_reduced(data: bytes, *, tables: bytes | None, rgb: bool, size: tuple[int, int], scale: int) -> RGBArray:
+    """A TIFF JPEG tile of ``size`` (width, height) decoded at about 1/``scale`` by libjpeg's DCT
+    scaling (Pillow's ``draft``: a scaled inverse DCT per 8x8 block instead of a full decode),
+    its header checked against ``size`` first (:func:`checked_jpeg_info`, not exact). libjpeg
+    picks the nearest scale it has, so small tiles may come out larger than ``size // scale``."""
+    stream = standalone_jpeg(data, tables=tables, rgb=rgb)
+    checked_jpeg_info(stream, size=size, exact=False)
+    from PIL import Image  # only here: plain conversions never load Pillow for decoding
+
+    try:
+        with Image.open(io.BytesIO(stream)) as image:
+            image.draft("RGB", (max(1, size[0] // scale), max(1, size[1] // scale)))
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as err:
+        raise TileReadError(f"JPEG decode failed: {err}") from err
 
 
 _SUBSAMPLING = {(1, 1): "444", (2, 1): "422", (2, 2): "420", (4, 1): "411"}

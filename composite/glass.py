@@ -31,7 +31,6 @@ Pure functions and a small state object: no I/O, no policy about what a writer d
 
 from __future__ import annotations
 
-import io
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -63,16 +62,7 @@ def reduced_pixels(data: bytes, encoding: TileEncoding, *, size: tuple[int, int]
     """
     width, height = size
     if encoding.compression == "jpeg":
-        stream = codecs.standalone_jpeg(data, tables=encoding.jpeg_tables, rgb=encoding.rgb)
-        codecs.checked_jpeg_info(stream, size=size, exact=False)
-        from PIL import Image  # only when a tile is decoded: plain conversions never load Pillow here
-
-        try:
-            with Image.open(io.BytesIO(stream)) as image:
-                image.draft("RGB", (max(1, width // SCALE), max(1, height // SCALE)))
-                pixels = np.asarray(image.convert("RGB"))
-        except (OSError, ValueError, SyntaxError) as err:
-            raise TileReadError(f"JPEG decode failed: {err}") from err
+        pixels = codecs.decode_jpeg_reduced(data, tables=encoding.jpeg_tables, rgb=encoding.rgb, size=size, scale=SCALE)
     else:
         pixels = box_downsample(_decoded(data, encoding, size), SCALE)
     # The scale libjpeg chose may differ from SCALE (small tiles); round the valid box up, so a

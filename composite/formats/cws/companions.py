@@ -21,7 +21,6 @@ box filter, about the same pixels (each the mean of its block, to within JPEG's 
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import threading
 from collections.abc import Iterator
@@ -83,16 +82,14 @@ def scaled_tile(level: Level, col: int, row: int, scale: int) -> RGBArray | None
     encoding = level.encoding
     if data is None or encoding is None:
         return None
-    width, height = level.grid.tile_width // scale, level.grid.tile_height // scale
-    stream = codecs.standalone_jpeg(data, tables=encoding.jpeg_tables, rgb=encoding.rgb)
-    from PIL import Image  # loaded already: companions resize with it
-
+    grid = level.grid
+    width, height = grid.tile_width // scale, grid.tile_height // scale
     try:
-        with Image.open(io.BytesIO(stream)) as image:
-            image.draft("RGB", (width, height))
-            pixels = np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as err:
-        raise TileReadError(f"{level.source}: tile ({col}, {row}): JPEG decode failed: {err}") from err
+        pixels = codecs.decode_jpeg_reduced(
+            data, tables=encoding.jpeg_tables, rgb=encoding.rgb, size=(grid.tile_width, grid.tile_height), scale=scale
+        )
+    except TileReadError as err:
+        raise TileReadError(f"{level.source}: tile ({col}, {row}): {err}") from err
     if pixels.shape[:2] != (height, width):  # a tile whose stored size is not the grid's: no scaled decode
         pixels = box_downsample(level.read_tile(col, row), scale)
         out = np.full((height, width, 3), 255, np.uint8)
