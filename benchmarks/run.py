@@ -7,6 +7,12 @@ second, CPU use (CPU time / wall time), peak RSS, and each job's speed and memor
 peer doing the same work; each re-encode job also gets its speed as a share of the codec ceiling
 (ceiling.py: its level-0 tiles decoded and encoded at its settings, nothing else). Results are
 also written as JSON to benchmarks/results/. See benchmarks/README.md.
+
+Every run writes into a new folder of its own, and outputs are deleted only at the end: on this
+VM's ext4 (no journal) the kernel scans past inodes freed in the last 5-300 s for every file it
+creates, so deleting one job's thousands of tiles made the next job's file creation several times
+slower (2,000 files: 0.08 s fresh, 0.4-0.9 s within minutes of deleting as many). Leave a few
+minutes after deleting many files before running it, or the first jobs pay that too.
 """
 
 from __future__ import annotations
@@ -214,31 +220,19 @@ def _select(spec: str | None, *, exact: bool = False) -> list[Job]:
     return [j for j in JOBS if j in chosen or j.id in ceilings]
 
 
-def _clear(out: Path) -> None:
-    for path in (out, *(out.with_suffix(x) for x in (".svs", ".tif", ".dzi", ".ceiling.json"))):
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    for path in out.parent.glob(f"{out.name}_files"):  # dzsave's tile folder
-        shutil.rmtree(path)
-
-
 def _count_blocks(out: Path) -> int:
     return sum(1 for _ in out.rglob("*.jpg"))
 
 
-def run_job(job: Job, ctx: Context, *, sync: bool, keep: bool) -> Measurement | str:
-    """One measured run of ``job``; a string says why it could not run."""
-    out = OUT / f"job{job.id}"
-    _clear(out)
+def run_job(job: Job, ctx: Context, *, out: Path, sync: bool) -> Measurement | str:
+    """One measured run of ``job`` writing to ``out`` (a new name); a string says why it could not run."""
     try:
         argv = job.command(ctx, out)
     except Unavailable as why:
         return f"n/a (not available: {why})"
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     os.sync()  # the previous job's writes must not be flushed on this one's clock
-    result = run_measured(argv, sync=sync, log=OUT / f"job{job.id}.log")
+    result = run_measured(argv, sync=sync, log=out.parent / f"{out.name}.log")
     ctx.notes.setdefault(f"{job.id} command", " ".join(argv))
     ceiling = out.with_suffix(".ceiling.json")
     if result.ok and ceiling.exists():  # a codec ceiling: its codec section's time, not the process's
@@ -251,8 +245,6 @@ def run_job(job: Job, ctx: Context, *, sync: bool, keep: bool) -> Measurement | 
     if result.ok and job.id == "1":
         ctx.cws_blocks = _count_blocks(out)
         ctx.notes["1"] = f"{ctx.cws_blocks} block files"
-    if not keep:
-        _clear(out)
     return result if result.ok else f"failed (exit {result.returncode}: {result.stderr_tail[-200:]})"
 
 
@@ -292,6 +284,31 @@ def _table(jobs: list[Job], results: dict[str, dict[str, object]], megapixels: f
     return "\n".join(lines)
 
 
+def _run_all(
+    jobs: list[Job],
+    ctx: Context,
+    runs: dict[str, list[Measurement]],
+    errors: dict[str, str],
+    *,
+    outputs: Path,
+    repeat: int,
+    sync: bool,
+) -> None:
+    """Every job ``repeat`` times, interleaved, each run into a new folder under ``outputs``."""
+    for attempt in range(repeat):
+        for job in jobs:
+            if job.id in errors:
+                continue
+            print(f"[{attempt + 1}/{repeat}] job {job.id}: {job.name} ...", end=" ", flush=True)
+            result = run_job(job, ctx, out=outputs / f"job{job.id}-{attempt + 1}", sync=sync)
+            if isinstance(result, str):
+                errors[job.id] = result
+                print(result)
+            else:
+                runs[job.id].append(result)
+                print(f"{result.wall_s:.1f} s, {result.peak_rss_mb:.0f} MB (load {result.load1:.1f} at start)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
@@ -302,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per job, interleaved (median wall is shown)")
     parser.add_argument("--sync", action="store_true", help="count flushing each job's writes to disk in its time")
     parser.add_argument("--refresh", action="store_true", help="remake cached inputs made by our converter")
-    parser.add_argument("--keep-outputs", action="store_true", help="leave outputs in benchmarks/cache/out/")
+    parser.add_argument("--keep-outputs", action="store_true", help="leave outputs in benchmarks/cache/out/run-*/")
     args = parser.parse_args(argv)
     try:
         jobs = _select(args.jobs, exact=args.exact)
@@ -326,18 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     megapixels = width * height / 1e6
     runs: dict[str, list[Measurement]] = {j.id: [] for j in jobs}
     errors: dict[str, str] = {}
-    for attempt in range(args.repeat):
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    outputs = OUT / f"run-{stamp}"
+    try:
+        _run_all(jobs, ctx, runs, errors, outputs=outputs, repeat=args.repeat, sync=args.sync)
+    finally:
+        if not args.keep_outputs:
+            shutil.rmtree(outputs, ignore_errors=True)
         for job in jobs:
             if job.id in errors:
                 continue
-            print(f"[{attempt + 1}/{args.repeat}] job {job.id}: {job.name} ...", end=" ", flush=True)
-            result = run_job(job, ctx, sync=args.sync, keep=args.keep_outputs)
-            if isinstance(result, str):
-                errors[job.id] = result
-                print(result)
-            else:
-                runs[job.id].append(result)
-                print(f"{result.wall_s:.1f} s, {result.peak_rss_mb:.0f} MB (load {result.load1:.1f} at start)")
     results: dict[str, dict[str, object]] = {}
     for job in jobs:
         entry: dict[str, object] = {"name": job.name, "peers": list(job.peers)}
@@ -356,7 +371,6 @@ def main(argv: list[str] | None = None) -> int:
         if "command" not in key:
             print(f"note {key}: {note}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = RESULTS / f"bench-{width}x{height}-{stamp}.json"
     record = {
         "argv": sys.argv,
