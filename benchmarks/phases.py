@@ -14,6 +14,10 @@ process with light instruments (a clock around a few functions, no profiler) and
   (pack/unpack of computed levels), block writes (CWS files), TIFF writes (tifffile), and
   waiting: the calling thread blocked on a worker's result. Sums over threads can exceed the
   wall time (two cores); decode and encode inside the writer's thread count as theirs.
+- **idle**: per thread pool (by name: tiles, blocks, companions), the seconds its workers sat
+  with nothing queued, summed over workers, while the pool existed: a tile worker idle while
+  tile work remains is a stall of the pipeline (one core unused), the tile pool's idle time at
+  a level's end is its drain.
 """
 
 from __future__ import annotations
@@ -101,6 +105,45 @@ def instrument() -> None:
 
     result.__wrapped__ = Future.result  # type: ignore[attr-defined]
     Future.result = result  # type: ignore[method-assign]
+    _time_idle_workers()
+
+
+class _TimedQueue:
+    """A pool's work queue as its workers see it: the time each ``get`` blocks is the worker idle."""
+
+    def __init__(self, queue: Any, kind: str) -> None:
+        self._queue, self._kind = queue, kind
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        wall = time.perf_counter()
+        try:
+            return self._queue.get(block, timeout)
+        finally:
+            wall = time.perf_counter() - wall
+            with _LOCK:
+                total = IDLE[self._kind]
+                total[0] += 1
+                total[1] += wall
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+
+IDLE: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])  # pool -> waits, idle seconds
+
+
+def _time_idle_workers() -> None:
+    """Wrap the work queue each new pool worker reads (concurrent.futures looks ``_worker`` up
+    when it starts a thread): the seconds a worker waits for a task, per pool name."""
+    from concurrent.futures import thread
+
+    worker = thread._worker
+
+    def timed_worker(executor_reference: Any, work_queue: Any, *rest: Any) -> None:
+        name = threading.current_thread().name.rsplit("_", 1)[0].removeprefix("composite-")
+        worker(executor_reference, _TimedQueue(work_queue, f"idle ({name} pool workers)"), *rest)
+
+    thread._worker = timed_worker  # type: ignore[attr-defined]
 
 
 def main(argv: list[str]) -> int:
@@ -144,10 +187,13 @@ def main(argv: list[str]) -> int:
         print(f"  {name:<44} {seconds:7.3f} s wall {used:7.3f} s CPU", file=sys.stderr)
     for kind, (calls, wall, kind_cpu) in sorted(TOTALS.items(), key=lambda kv: -kv[1][1]):
         print(f"  {kind:<28} {int(calls):7d} calls {wall:7.3f} s wall {kind_cpu:7.3f} s CPU", file=sys.stderr)
+    for kind, (waits, idle) in sorted(IDLE.items()):
+        print(f"  {kind:<28} {int(waits):7d} waits {idle:7.3f} s wall", file=sys.stderr)
     if args.json:
         kinds = {k: {"calls": int(v[0]), "wall_s": v[1], "cpu_s": v[2]} for k, v in TOTALS.items()}
         record = {"command": command, "phases": {k: {"wall_s": w, "cpu_s": c} for k, (w, c) in phases.items()}}
         record["kinds"] = kinds
+        record["idle"] = {k: {"waits": int(v[0]), "wall_s": v[1]} for k, v in IDLE.items()}
         with open(args.json, "w") as out:
             json.dump(record, out, indent=2)
     return code

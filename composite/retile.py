@@ -70,6 +70,7 @@ class _Stripe:
         self.c0 = self.x0 // sg.tile_width  # its source tile columns, c0..c1 - 1
         self.c1 = (self.x1 - 1) // sg.tile_width + 1
         self.shape = (len(columns), target.tile_height, target.tile_width, 3)  # a target row's tiles
+        self.across = [self._pieces_across(col) for col in range(self.c0, self.c1)]
         self.rows: dict[int, RGBArray] = {}  # target row -> its buffer, until encoded
         self.decodes: dict[int, Future[None]] = {}  # source row -> its decode task (once a stripe)
         self.lock = threading.Lock()
@@ -101,29 +102,41 @@ class _Stripe:
             if band not in self.decodes:
                 self.decodes[band] = pool.submit(self._decode, band)
 
-    def _decode(self, band: int) -> None:
-        """Decode source row ``band`` across the stripe into the target rows it overlaps: each
-        source tile's pixels go straight to the one to four target tiles they fall in."""
-        sw, th = self.source.grid.tile_width, self.target.tile_height
-        y = band * self.source.grid.tile_height
-        rows = [(r * th, self.row(r)) for r in self.target_rows(band)]
-        scratch = self.buffers.get((self.source.grid.tile_height, sw, 3))  # decoded into, when the reader can
-        try:
-            for col in range(self.c0, self.c1):
-                self._place(self.source.read_tile(col, band, out=scratch), col * sw, y, rows)
-        finally:
-            self.buffers.put(scratch)
-
-    def _place(self, tile: RGBArray, tx: int, y: int, rows: list[tuple[int, RGBArray]]) -> None:
-        """Copy the part of ``tile`` (at tx, y) inside the stripe into the target tiles of ``rows``."""
-        tw, th, x0 = self.target.tile_width, self.target.tile_height, self.x0
-        a, b = max(tx, x0), min(tx + tile.shape[1], self.x1)  # the part inside the stripe
+    def _pieces_across(self, col: int) -> list[tuple[int, slice, slice]]:
+        """Where source tile column ``col`` goes across the stripe, the same in every row: per
+        target tile it falls in, (that tile's index in the row, its x slice, the source x slice)."""
+        sw, tw, x0 = self.source.grid.tile_width, self.target.tile_width, self.x0
+        tx = col * sw
+        a, b = max(tx, x0), min(tx + sw, self.x1)  # the part inside the stripe (and the level)
+        pieces = []
         for i in range((a - x0) // tw, (b - 1 - x0) // tw + 1):
             left = x0 + i * tw
             xa, xb = max(a, left), min(b, left + tw)
-            for top, tiles in rows:
-                y0, y1 = max(y, top), min(y + tile.shape[0], top + th)
-                tiles[i, y0 - top : y1 - top, xa - left : xb - left] = tile[y0 - y : y1 - y, xa - tx : xb - tx]
+            pieces.append((i, slice(xa - left, xb - left), slice(xa - tx, xb - tx)))
+        return pieces
+
+    def _decode(self, band: int) -> None:
+        """Decode source row ``band`` across the stripe into the target rows it overlaps: each
+        source tile's pixels go straight to the one to four target tiles they fall in (where,
+        is worked out once per row and stripe: per tile, only the copies remain)."""
+        sg, th = self.source.grid, self.target.tile_height
+        y = band * sg.tile_height
+        bottom = min(y + sg.tile_height, sg.height)
+        down = []  # per target row the band overlaps: (its tiles, their y slice, the source y slice)
+        for row in self.target_rows(band):
+            top = row * th
+            y0, y1 = max(y, top), min(bottom, top + th)
+            down.append((self.row(row), slice(y0 - top, y1 - top), slice(y0 - y, y1 - y)))
+        scratch = self.buffers.get((sg.tile_height, sg.tile_width, 3))  # decoded into, when the reader can
+        try:
+            for col, across in zip(range(self.c0, self.c1), self.across, strict=True):
+                tile = self.source.read_tile(col, band, out=scratch)
+                for tiles, ty, sy in down:
+                    part = tile[sy]
+                    for i, tx, sx in across:
+                        tiles[i, ty, tx] = part[:, sx]
+        finally:
+            self.buffers.put(scratch)
 
     def row_tiles(self, row: int) -> RGBArray:
         """Target ``row`` of the stripe as full tiles (tile, y, x, sample), edges padded; give it

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from composite import codecs
 from composite.convert import WriteOptions, convert
-from composite.formats.cws.layout import BlockRef, CwsLayout
+from composite.formats.cws.layout import BlockRef, CwsLayout, block_bytes
 from composite.formats.cws.write import WRITER
 from composite.plan import make_plan
 from composite.registry import open_slide
 from composite.synthetic import write_synthetic_slide
+from composite.tiling import EncodedTile, output_encoding
 
 from .cws_scanner import write_scanner_slide
 
@@ -100,3 +104,20 @@ def test_block_filter_drops_blocks_everywhere(tmp_path: Path) -> None:
         assert "[Da1]" not in text and "[Da0]" in text
         assert f"iAnalysisImageCount={sum(1 for _ in some.blocks(0))}" in text
         assert "Da1_u1.jpg" in dropped and "Da0_u1.jpg" in kept
+
+
+def test_reencoded_blocks_are_the_encoders_bytes_copied_ones_made_standalone() -> None:
+    """A re-encoded tile is a complete JPEG from codecs.encode_jpeg, with the Adobe marker when
+    RGB: its block is those bytes, not parsed again; a copied abbreviated tile gets its tables
+    and the marker back."""
+    pixels = np.random.default_rng(1).integers(0, 255, (64, 64, 3), np.uint8)
+    for rgb in (False, True):
+        data = codecs.encode_jpeg(pixels, quality=80, rgb=rgb)
+        assert block_bytes(EncodedTile(0, 0, data, output_encoding("jpeg", quality=80, rgb=rgb))) is data
+        assert codecs.has_adobe_marker(data) == rgb
+    complete = codecs.encode_jpeg(pixels, quality=80, rgb=True)
+    tables, abbreviated = codecs.split_jpeg_tables(complete)
+    encoding = codecs.TileEncoding("jpeg", rgb=True, jpeg_tables=tables)
+    block = block_bytes(EncodedTile(0, 0, abbreviated, encoding, copied=True))
+    assert codecs.has_adobe_marker(block)
+    assert np.array_equal(codecs.decode_image(block), codecs.decode_image(complete))

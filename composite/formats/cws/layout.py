@@ -51,12 +51,19 @@ def level_ini_name(index: int, count: int) -> str:
     return "ScanSlide.ini" if index == count - 1 else f"ScanLevel{index}.ini"
 
 
+def block_stem(index: int) -> str:
+    """The name of level ``index``'s blocks before their number."""
+    return "Da" if index == 0 else f"L{index}Da"
+
+
 def block_name(index: int, number: int) -> str:
-    return f"Da{number}" if index == 0 else f"L{index}Da{number}"
+    return f"{block_stem(index)}{number}"
 
 
 def block_bytes(tile: EncodedTile) -> bytes:
     """A standalone JPEG any browser decodes with OpenSlide's colours (docs/formats.md §3.5)."""
+    if not tile.copied and tile.encoding.jpeg_tables is None:
+        return tile.data  # encoded by codecs.encode_jpeg: complete, with the Adobe marker when RGB
     return codecs.standalone_jpeg(tile.data, tables=tile.encoding.jpeg_tables, rgb=tile.encoding.rgb)
 
 

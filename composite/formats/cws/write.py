@@ -32,7 +32,7 @@ from ...plan import ConversionPlan, LevelPlan, PlanRules
 from ...progress import ProgressCallback
 from ...tiling import EncodedTile
 from .companions import companions_alongside
-from .layout import WHOLE_SLIDE, CwsLayout, block_bytes
+from .layout import WHOLE_SLIDE, CwsLayout, block_bytes, block_stem
 
 if TYPE_CHECKING:  # the glass test is loaded only by --skip-glass
     from ...glass import GlassMap
@@ -101,12 +101,13 @@ def _write_level(
 ) -> LevelReport:
     index = level.index
     copied = 0
-    folder = str(directory)
+    # Per block only its number is formatted (tens of thousands of blocks, on the calling thread).
+    stem, cols = os.path.join(str(directory), block_stem(index)), level.grid.cols
+    glassy = None if glass is None else (glass, index)
     with _BlockWriter() as blocks:
         for tile in level.tiles(progress=progress):
-            if layout.kept(index, tile.col, tile.row):
-                path = os.path.join(folder, layout.block_file(index, tile.col, tile.row))
-                blocks.write(path, tile, None if glass is None else (glass, index))
+            if layout.keep is None or layout.keep(index, tile.col, tile.row):
+                blocks.write(f"{stem}{tile.row * cols + tile.col}.jpg", tile, glassy)
                 copied += tile.copied
     # The INI lists blocks row-major while they arrive in any order (re-encoded levels come in
     # column stripes), and the glass test decides which are listed: it is written last.
