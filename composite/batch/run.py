@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class SlideResult:
     peak_rss_mb: float | None = None
     warnings: list[str] = field(default_factory=list)
     worker: str | None = None
+    worker_deaths: int = 0  # workers that died while converting it (killed, out of memory)
 
 
 @dataclass
@@ -162,52 +164,39 @@ def convert_many(
             if result.status != "todo" and on_slide:
                 on_slide(result)
         if todo:
-            tasks = []
-            for _, result, entry in todo:
-                ledger.remove_partials(Path(result.output))
-                # Ours to replace: an output the ledger knows, or one absent now (if it exists when
-                # the task runs, an earlier attempt of this batch wrote it: dask reruns a finished
-                # task whose result was held by a worker that died).
-                output = Path(result.output)
-                overwrite = options.overwrite or entry is not None or not (output.exists() or output.is_symlink())
-                task_options = {**asdict(options), "overwrite": overwrite, "extra": dict(options.extra)}
-                tasks.append(
-                    {
-                        "source": result.source,
-                        "output": result.output,
-                        "to": to,
-                        "options": task_options,
-                        "allow_outside": allow_outside,
-                        "size": _size_hint(Path(result.source)),
-                    }
-                )
-            ledger.append(dst, ({"status": "started", "source": r.source, "output": r.output} for _, r, _ in todo))
+            from .cluster import run_tasks, starting  # dask is imported only when there is work
 
-            reported: set[int] = set()
+            # The cluster starts on a thread while this one prepares the tasks and reads the
+            # sources' signatures (I/O and hashing, which leave the interpreter lock free).
+            with starting(scheduler=scheduler, processes=processes, tasks=len(todo), dashboard=dashboard) as up:
+                tasks = [_task(result, entry, to, options, allow_outside) for _, result, entry in todo]
+                ledger.append(dst, ({"status": "started", "source": r.source, "output": r.output} for _, r, _ in todo))
+                signatures: dict[int, ledger.Signature] = {}
+                for index, (_, result, _) in enumerate(todo):
+                    if up.done():
+                        break  # the rest is read as each slide finishes
+                    with suppress(OSError):
+                        signatures[index] = ledger.signature(Path(result.source))
+                reported: set[int] = set()
 
-            def finished(index: int, outcome: Mapping[str, Any]) -> None:
-                nonlocal done
-                if index in reported:
-                    return
-                reported.add(index)
-                _, result, _ = todo[index]
-                _apply(result, outcome)
-                _record(dst, result, key)
-                done += 1
-                progress("slides", done, total)
-                if on_slide:
-                    on_slide(result)
+                def finished(index: int, outcome: Mapping[str, Any]) -> None:
+                    nonlocal done
+                    if index in reported:
+                        return
+                    reported.add(index)
+                    _, result, _ = todo[index]
+                    _apply(result, outcome)
+                    _record(dst, result, key, signatures.pop(index, None))
+                    done += 1
+                    progress("slides", done, total)
+                    if on_slide:
+                        on_slide(result)
 
-            from .cluster import run_tasks  # dask is imported only when there is work
-
-            report.cluster, report.dashboard = run_tasks(
-                tasks,
-                scheduler=scheduler,
-                processes=processes,
-                on_result=finished,
-                on_cluster=on_cluster,
-                dashboard=dashboard,
-            )
+                cluster = up.result()
+                report.cluster, report.dashboard = cluster.description, cluster.link
+                if on_cluster:
+                    on_cluster(cluster.description, cluster.link)
+                run_tasks(tasks, cluster=cluster, on_result=finished)
         report.seconds = time.perf_counter() - started
         _write_report(dst, report)
     return report
@@ -265,6 +254,26 @@ def _reason(entry: dict[str, Any] | None, source: Path, output: Path, key: Mappi
     return "done"
 
 
+def _task(
+    result: SlideResult, entry: dict[str, Any] | None, to: str, options: WriteOptions, allow_outside: bool
+) -> dict[str, Any]:
+    """What a worker gets for one slide (:func:`composite.batch.worker.convert_one`)."""
+    ledger.remove_partials(Path(result.output))
+    # Ours to replace: an output the ledger knows, or one absent now (if it exists when the task
+    # runs, an earlier attempt of this batch wrote it: dask reruns a finished task whose result
+    # was held by a worker that died).
+    output = Path(result.output)
+    overwrite = options.overwrite or entry is not None or not (output.exists() or output.is_symlink())
+    return {
+        "source": result.source,
+        "output": result.output,
+        "to": to,
+        "options": {**asdict(options), "overwrite": overwrite, "extra": dict(options.extra)},
+        "allow_outside": allow_outside,
+        "size": _size_hint(Path(result.source)),
+    }
+
+
 def _size_hint(path: Path) -> int:
     try:
         return path.stat().st_size if path.is_file() else 0
@@ -281,13 +290,16 @@ def _apply(result: SlideResult, outcome: Mapping[str, Any]) -> None:
     result.peak_rss_mb = outcome.get("peak_rss_mb")
     result.warnings = list(outcome.get("warnings") or [])
     result.worker = outcome.get("worker")
+    result.worker_deaths = int(outcome.get("worker_deaths") or 0)
 
 
-def _record(dst: Path, result: SlideResult, key: Mapping[str, Any]) -> None:
-    """A ``done`` or ``failed`` ledger line for a slide just converted (or not)."""
+def _record(dst: Path, result: SlideResult, key: Mapping[str, Any], sig: ledger.Signature | None = None) -> None:
+    """A ``done`` or ``failed`` ledger line for a slide just converted (or not); ``sig``: the
+    source's signature read before it was converted, if it was (a source changed meanwhile is
+    then redone by the next run)."""
     source = Path(result.source)
     try:
-        sig = ledger.signature(source)
+        sig = sig or ledger.signature(source)
     except OSError:
         return  # the source went away meanwhile: nothing to skip next time
     status = "done" if result.status == "ok" else "failed"
