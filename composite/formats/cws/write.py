@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...codecs import TileEncoding
-from ...output import ConversionReport, LevelReport, atomic_output
+from ...output import ConversionReport, atomic_output
 from ...plan import ConversionPlan, LevelPlan, PlanRules
 from ...progress import ProgressCallback
 from ...tiling import EncodedTile
@@ -78,10 +79,27 @@ class _BlockWriter:
             self._submit()
 
     def _submit(self) -> None:
-        self._pending.append(self._pool.submit(_write_blocks, self._batch))
+        self._queue(self._pool.submit(_write_blocks, self._batch))
         self._batch = []
+
+    def _queue(self, task: Future[None]) -> None:
+        self._pending.append(task)
         while len(self._pending) > BATCHES_IN_FLIGHT:
             self._pending.popleft().result()
+
+    def then(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on a writer thread once every block written so far is done (a level's
+        INI file, which the glass test's decisions change): the caller goes on to the next level."""
+        if self._batch:
+            self._submit()
+        earlier = list(self._pending)  # the older batches are done: _queue waited for them
+
+        def after() -> None:
+            for batch in earlier:  # submitted before this task: running or done, never waiting for it
+                batch.result()
+            task()
+
+        self._queue(self._pool.submit(after))
 
     def __enter__(self) -> _BlockWriter:
         return self
@@ -97,35 +115,44 @@ class _BlockWriter:
 
 
 def _write_level(
-    layout: CwsLayout, level: LevelPlan, directory: Path, progress: ProgressCallback, glass: GlassMap | None
-) -> LevelReport:
+    layout: CwsLayout,
+    level: LevelPlan,
+    directory: Path,
+    progress: ProgressCallback,
+    blocks: _BlockWriter,
+    glass: GlassMap | None,
+) -> int:
+    """Level ``level``'s blocks handed to ``blocks``, then its INI file queued after them; the
+    number of blocks copied."""
     index = level.index
     copied = 0
     # Per block only its number is formatted (tens of thousands of blocks, on the calling thread).
     stem, cols = os.path.join(str(directory), block_stem(index)), level.grid.cols
     glassy = None if glass is None else (glass, index)
-    with _BlockWriter() as blocks:
-        for tile in level.tiles(progress=progress):
-            if layout.keep is None or layout.keep(index, tile.col, tile.row):
-                blocks.write(f"{stem}{tile.row * cols + tile.col}.jpg", tile, glassy)
-                copied += tile.copied
+    for tile in level.tiles(progress=progress):
+        if layout.keep is None or layout.keep(index, tile.col, tile.row):
+            blocks.write(f"{stem}{tile.row * cols + tile.col}.jpg", tile, glassy)
+            copied += tile.copied
+
     # The INI lists blocks row-major while they arrive in any order (re-encoded levels come in
-    # column stripes), and the glass test decides which are listed: it is written last.
-    with (directory / layout.ini_names[index]).open("w", encoding="utf-8", newline="\n") as ini:
-        for chunk in layout.ini_chunks(index):
-            ini.write(chunk)
-    glass_tiles = 0 if glass is None else level.grid.tile_count - glass.kept_count(index)
-    return level.report(copied, glass_tiles=glass_tiles)
+    # column stripes), and the glass test decides which are listed: it is written after the
+    # level's blocks, on a writer thread while this one starts the next level (no idle cores).
+    def write_ini() -> None:
+        with (directory / layout.ini_names[index]).open("w", encoding="utf-8", newline="\n") as ini:
+            for chunk in layout.ini_chunks(index):
+                ini.write(chunk)
+
+    blocks.then(write_ini)
+    return copied
 
 
-def _write_planes(layout: CwsLayout, directory: Path, progress: ProgressCallback) -> None:
+def _write_planes(layout: CwsLayout, directory: Path, progress: ProgressCallback, blocks: _BlockWriter) -> None:
     base = layout.plan.levels[0]
     folder = str(directory)
     for name, level in layout.planes.items():
-        with _BlockWriter() as blocks:
-            for tile in base.tiles_of(level, progress=progress, stage=f"focal plane {name}"):
-                if layout.kept(0, tile.col, tile.row):
-                    blocks.write(os.path.join(folder, layout.block_file(0, tile.col, tile.row, name)), tile)
+        for tile in base.tiles_of(level, progress=progress, stage=f"focal plane {name}"):
+            if layout.kept(0, tile.col, tile.row):
+                blocks.write(os.path.join(folder, layout.block_file(0, tile.col, tile.row, name)), tile)
 
 
 class CwsWriter:
@@ -161,8 +188,15 @@ class CwsWriter:
             atomic_output(dst, overwrite=plan.options.overwrite, directory=True) as tmp,
             companions_alongside(plan.slide, tmp, levels=levels, quality=plan.levels[0].quality) as companions,
         ):
-            reports = [_write_level(layout, level, tmp, progress, glass) for level in plan.levels]
-            _write_planes(layout, tmp, progress)
+            with _BlockWriter() as blocks:  # one for all levels: a level's last blocks overlap the next
+                copied = [_write_level(layout, level, tmp, progress, blocks, glass) for level in plan.levels]
+                _write_planes(layout, tmp, progress, blocks)
+            reports = [
+                level.report(
+                    count, glass_tiles=0 if glass is None else level.grid.tile_count - glass.kept_count(level.index)
+                )
+                for level, count in zip(plan.levels, copied, strict=True)
+            ]
         return ConversionReport(destination=dst, format="cws", levels=reports, associated=companions.names)
 
 
