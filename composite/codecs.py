@@ -238,10 +238,12 @@ def decode_jpeg_reduced(data: bytes, *, tables: bytes | None, rgb: bool, size: t
     picks the nearest scale it has, so small tiles may come out larger than ``size // scale``."""
     stream = standalone_jpeg(data, tables=tables, rgb=rgb)
     checked_jpeg_info(stream, size=size, exact=False)
-    from PIL import Image  # only here: plain conversions never load Pillow for decoding
+    # Only here: plain conversions never load Pillow for decoding. The JPEG plugin alone, not
+    # Image.open, which imports four other plugins first (20 ms, holding the GIL).
+    from PIL import JpegImagePlugin
 
     try:
-        with Image.open(io.BytesIO(stream)) as image:
+        with JpegImagePlugin.JpegImageFile(io.BytesIO(stream)) as image:
             image.draft("RGB", (max(1, size[0] // scale), max(1, size[1] // scale)))
             return np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError) as err:
