@@ -19,6 +19,11 @@ the end of the whole benchmark, never between jobs: see "Deleting between jobs" 
   256-px tiles, in a loop and through ``xargs -P CORES`` (libvips re-encodes: it has no byte copy);
 - ``batch-1``/``batch-4``: the batch on the first 1 and 4 slides (how its cost grows with the work).
 
+Each ``batch`` run's timeline comes from its report (per slide, when its worker started and
+finished it): the time before the first slide started (command, plan, dask's import, the
+cluster's start), each worker's slide time, the gaps between two slides on a worker, and the time
+after the last slide (closing the cluster, the report, the exit).
+
 Then the rerun overhead: a finished batch run again (every slide skipped, no cluster started),
 over the 16 slides and over ``--rerun N`` tiny slides (default 1,000: each one a 256 x 192 px SVS,
 converted once first), as wall time per slide; and the fingerprint alone (stat + two 1 MiB reads,
@@ -39,6 +44,7 @@ output). Jobs therefore write into folders of their own and nothing is deleted u
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -131,6 +137,29 @@ def run_job(name: str, argv: list[str], out: Path) -> Measurement:
     return result
 
 
+def timeline(out: Path, started: float, ended: float) -> dict[str, float]:
+    """Where a batch run's wall time went, from its report's per-slide ``started``/``finished``
+    (worker clocks; this machine's): before the first slide started (the command's start, its plan,
+    importing dask, the cluster's start), the slides' own time and the gaps between two slides of a
+    worker, and after the last slide ended (closing the cluster, the report, the exit)."""
+    lines = [json.loads(line) for line in (out / "batch-report.jsonl").read_text().splitlines()]
+    slides = [line for line in lines if line.get("started") and line.get("finished")]
+    workers: dict[str, list[tuple[float, float]]] = {}
+    for line in slides:
+        workers.setdefault(line["worker"], []).append((line["started"], line["finished"]))
+    gaps = []
+    for spans in workers.values():
+        spans.sort()
+        gaps += [b[0] - a[1] for a, b in itertools.pairwise(spans)]
+    return {
+        "to_first_slide_s": min(line["started"] for line in slides) - started,
+        "slide_s_per_worker": max(sum(b - a for a, b in spans) for spans in workers.values()),
+        "gap_ms_median": statistics.median(gaps) * 1000 if gaps else 0.0,
+        "gaps_s_per_worker": sum(gaps) / len(workers),
+        "after_last_slide_s": ended - max(line["finished"] for line in slides),
+    }
+
+
 def rerun_overhead(folder: Path, dst: Path) -> dict[str, float]:
     """Wall per slide of a rerun where every slide is done (no cluster), and of the fingerprint."""
     count = sum(1 for _ in folder.iterdir())
@@ -187,11 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(OUT, ignore_errors=True)  # a previous run's, if it was stopped
     chosen = [j.strip() for j in args.jobs.split(",")] if args.jobs else list(commands(sources, vips, OUT, sets))
     runs: dict[str, list[Measurement]] = {name: [] for name in chosen}
+    timelines: list[dict[str, float]] = []
     for round_ in range(args.repeat):
         for name in chosen:
             out = OUT / f"{name}-{round_}"
+            started = time.time()
             runs[name].append(run_job(name, commands(sources, vips, out, sets)[name], out))
-            print(f"  {name}: {runs[name][-1].wall_s:.2f} s", flush=True)
+            note = ""
+            if name == "batch":
+                timelines.append(timeline(out, started, time.time()))
+                note = "  (" + ", ".join(f"{k} {v:.3f}" for k, v in timelines[-1].items()) + ")"
+            print(f"  {name}: {runs[name][-1].wall_s:.2f} s, load {runs[name][-1].load1:.2f}{note}", flush=True)
     megapixels = sum(w * (w * 3 // 4) for w in (int(p.stem.split("-")[1]) for p in sources)) / 1e6
     rows = {}
     for name, measured in runs.items():
@@ -205,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             "loads1": [m.load1 for m in measured],
         }
     extra: dict[str, object] = {}
+    if timelines:
+        extra["batch_timeline"] = {key: statistics.median(t[key] for t in timelines) for key in timelines[0]}
     if "batch" in runs:
         out = OUT / "batch-rerun"
         run_job("batch", commands(sources, vips, out, sets)["batch"], out)  # a finished batch, rerun below

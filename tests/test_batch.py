@@ -86,6 +86,7 @@ def test_batch_on_the_local_cluster_then_rerun_then_a_changed_source(mixed: Path
     for name in SLIDES[:-1]:
         result = slides[name]
         assert result["status"] == "ok" and result["output_size"] > 0 and result["megapixels"] > 0
+        assert result["started"] <= result["finished"] and result["worker_deaths"] == 0
         output = Path(result["output"])
         with open_slide(mixed / name) as source, open_slide(output) as written:
             assert written.dimensions == source.dimensions

@@ -45,6 +45,8 @@ class SlideResult:
     warnings: list[str] = field(default_factory=list)
     worker: str | None = None
     worker_deaths: int = 0  # workers that died while converting it (killed, out of memory)
+    started: float | None = None  # on the worker's clock, seconds since the epoch (the batch's timeline)
+    finished: float | None = None
 
 
 @dataclass
@@ -291,6 +293,7 @@ def _apply(result: SlideResult, outcome: Mapping[str, Any]) -> None:
     result.warnings = list(outcome.get("warnings") or [])
     result.worker = outcome.get("worker")
     result.worker_deaths = int(outcome.get("worker_deaths") or 0)
+    result.started, result.finished = outcome.get("started"), outcome.get("finished")
 
 
 def _record(dst: Path, result: SlideResult, key: Mapping[str, Any], sig: ledger.Signature | None = None) -> None:

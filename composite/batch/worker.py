@@ -21,8 +21,10 @@ def convert_one(task: dict[str, Any]) -> dict[str, Any]:
     """Convert ``task["source"]`` to ``task["output"]`` (keys: ``to``, ``options``, ``allow_outside``).
 
     Returns ``status`` ("ok" or "failed"), ``error``, ``megapixels``, ``seconds``,
-    ``output_size``, ``peak_rss_mb`` (this worker process while converting), ``warnings``, ``worker``.
+    ``output_size``, ``peak_rss_mb`` (this worker process while converting), ``warnings``, ``worker``,
+    and ``started``/``finished`` (wall clock, seconds since the epoch: the batch's timeline).
     """
+    started = time.time()
     from ..convert import AciOptions, DicomOptions, TiffOptions, WriteOptions, convert
     from ..errors import CompositeError
     from .ledger import output_size
@@ -66,6 +68,7 @@ def convert_one(task: dict[str, Any]) -> dict[str, Any]:
     result["seconds"] = time.perf_counter() - start
     result["peak_rss_mb"] = _peak_rss_mb()
     result["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    result["started"], result["finished"] = started, time.time()
     return result
 
 
