@@ -74,3 +74,28 @@ def test_a_sparse_line_stays_valid_when_a_defaulted_field_is_added(
     monkeypatch.setattr(batch_run, "_DEFAULTS", batch_run._plain(Newer()))
     assert _plan(archive, dst, Newer(quality=85)) == ["skipped done before, unchanged"]
     assert _plan(archive, dst, Newer(quality=85, sharpen=0.5)) == ["todo options changed"]
+
+
+def test_partials_of_many_outputs_are_removed_with_one_listing_per_folder(tmp_path: Path) -> None:
+    """What killed conversions left beside their outputs goes (a CWS directory's, an SVS file's
+    .old, an ACI output's pieces directory's); another name's temporaries and the outputs stay."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / ".x.123-abcd0123.partial").mkdir()  # a CWS output x, half written
+    (a / ".x.123-abcd0123.partial" / "block.jpg").write_bytes(b"x")
+    (a / ".y.svs.55-ff00ff00.old").write_bytes(b"y")
+    (b / ".z_pieces.7-01234567.partial").mkdir()
+    keep = [a / ".w.1-00000000.partial", a / ".x2.1-00000000.partial", a / "x", b / "z.aci"]
+    keep[0].write_bytes(b"w")
+    keep[1].write_bytes(b"x2")
+    keep[2].mkdir()
+    keep[3].write_text("{}")
+    outputs = [a / "x", a / "y.svs", b / "z.aci", tmp_path / "missing" / "q.svs"]
+    removed = ledger.remove_partials(iter(outputs))
+    assert sorted(p.name for p in removed) == [
+        ".x.123-abcd0123.partial",
+        ".y.svs.55-ff00ff00.old",
+        ".z_pieces.7-01234567.partial",
+    ]
+    assert sorted(p.name for p in [*a.iterdir(), *b.iterdir()]) == sorted(p.name for p in keep)

@@ -180,25 +180,37 @@ def locked(dst: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def remove_partials(output: Path) -> list[Path]:
-    """Remove what a killed conversion to ``output`` left: ``.NAME.<hex>.partial``/``.old`` beside it."""
-    names = [output.name]
-    if output.suffix.lower() == ".aci":  # the ACI writer's pieces directory
-        names.append(re.sub(r"[\s=#]", "_", output.stem) + "_pieces")
+def remove_partials(outputs: Iterable[Path]) -> list[Path]:
+    """Remove what killed conversions to ``outputs`` left beside them: ``.NAME.<hex>.partial`` and
+    ``.old`` (an ACI output's pieces directory's too). One listing per directory, however many
+    outputs it holds (a resumed batch of thousands of slides in one folder)."""
+    wanted: dict[Path, set[str]] = {}
+    for output in outputs:
+        names = wanted.setdefault(output.parent, set())
+        names.add(output.name)
+        if output.suffix.lower() == ".aci":  # the ACI writer's pieces directory
+            names.add(re.sub(r"[\s=#]", "_", output.stem) + "_pieces")
     removed = []
-    try:
-        with os.scandir(output.parent) as it:
-            leftovers = [
-                Path(e.path)
-                for e in it
-                if any(e.name.startswith(f".{n}.") for n in names) and e.name.endswith((".partial", ".old"))
-            ]
-    except FileNotFoundError:
-        return []
-    for path in leftovers:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        removed.append(path)
+    for parent, names in wanted.items():
+        try:
+            with os.scandir(parent) as it:
+                leftovers = [
+                    Path(e.path)
+                    for e in it
+                    if e.name.startswith(".") and e.name.endswith((".partial", ".old")) and _leftover_of(e.name, names)
+                ]
+        except FileNotFoundError:
+            continue
+        for path in leftovers:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
     return removed
+
+
+def _leftover_of(name: str, names: set[str]) -> bool:
+    """Whether ``.NAME.…`` names a temporary of one of ``names`` (``.x.svs.12-ab.partial``: ``x.svs``)."""
+    body = name[1:]
+    return any(body[:i] in names for i, char in enumerate(body) if char == ".")

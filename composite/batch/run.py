@@ -171,6 +171,7 @@ def convert_many(
             # The cluster starts on a thread while this one prepares the tasks and reads the
             # sources' signatures (I/O and hashing, which leave the interpreter lock free).
             with starting(scheduler=scheduler, processes=processes, tasks=len(todo), dashboard=dashboard) as up:
+                ledger.remove_partials(Path(result.output) for _, result, _ in todo)
                 tasks = [_task(result, entry, to, options, allow_outside) for _, result, entry in todo]
                 ledger.append(dst, ({"status": "started", "source": r.source, "output": r.output} for _, r, _ in todo))
                 signatures: dict[int, ledger.Signature] = {}
@@ -260,7 +261,6 @@ def _task(
     result: SlideResult, entry: dict[str, Any] | None, to: str, options: WriteOptions, allow_outside: bool
 ) -> dict[str, Any]:
     """What a worker gets for one slide (:func:`composite.batch.worker.convert_one`)."""
-    ledger.remove_partials(Path(result.output))
     # Ours to replace: an output the ledger knows, or one absent now (if it exists when the task
     # runs, an earlier attempt of this batch wrote it: dask reruns a finished task whose result
     # was held by a worker that died).
