@@ -29,19 +29,6 @@ def test_join_gives_the_result_and_forwards_progress_in_the_calling_thread() -> 
     assert seen and seen[-1] == ("level 1", 3, 3, threading.current_thread().name)
 
 
-def test_the_work_starts_when_the_callers_work_reaches_start_at() -> None:
-    ran = threading.Event()
-    alongside = Alongside(lambda progress: ran.set())
-    report = alongside.checked(lambda *args: None, start_at=0.5)
-    for done in range(5):
-        report("level 0", done, 10)
-    assert not alongside.started and not ran.is_set()
-    report("level 0", 5, 10)
-    assert alongside.started
-    alongside.join(lambda *args: None)
-    assert ran.is_set()
-
-
 def test_an_error_of_the_work_stops_the_callers_work_at_its_next_report() -> None:
     failed = threading.Event()
 
@@ -50,7 +37,6 @@ def test_an_error_of_the_work_stops_the_callers_work_at_its_next_report() -> Non
         raise TileReadError("tile 3,4 of level 1: damaged JPEG")
 
     alongside = Alongside(work)
-    alongside.start()
     failed.wait(10)
     alongside._thread.join(10)  # the error is recorded when the thread ends
     report = alongside.checked(lambda *args: None)
@@ -73,7 +59,6 @@ def test_stop_ends_the_work_at_its_next_report() -> None:
             started.set()
 
     alongside = Alongside(work)
-    alongside.start()
     started.wait(10)
     alongside.stop()  # would wait forever if the work did not stop
     assert not alongside._thread.is_alive() and reports > 0

@@ -1,14 +1,12 @@
-"""Work on a thread of its own while the calling thread finishes level 0: the SVS writer's lower levels.
+"""Work on a thread of its own while the calling thread writes level 0: the SVS writer's lower levels.
 
-Level 0 keeps both cores busy; what follows it did not: the lower levels' pipelines start and
-drain once per level, and the thumbnail, label and macro are made on one core. Started when
-level 0's remaining work is about as large as theirs (:meth:`Alongside.start`, called from
-level 0's progress), they run during level 0's last stretch and its drain instead of after it.
-Started any earlier, the two pipelines would share the cores for longer, which costs CPU (more
-threads than cores) and gains nothing while level 0 has no gaps. The work reports progress into
-a slot that :meth:`Alongside.join` forwards from the calling thread once level 0 is done (so a
-progress bar or a ``--strict`` warning only ever runs in one thread); an error in either thread
-stops the other at its next progress report.
+Level 0 keeps both cores busy most of the time, not all of it (hand-overs between the pipeline's
+tasks, the calling thread's writing); the lower levels, thumbnail, label and macro, written at
+the same time from this thread, fill those gaps instead of running after level 0 with the
+pipeline starting and draining once more per level. The work reports progress into a slot that
+:meth:`Alongside.join` forwards from the calling thread once level 0 is done (so a progress bar
+or a ``--strict`` warning only ever runs in one thread); an error in either thread stops the
+other at its next progress report.
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ class _Stopped(Exception):
 
 
 class Alongside(Generic[T]):
-    """``work(progress)`` on a daemon thread from :meth:`start`; :meth:`join` for its result."""
+    """``work(progress)`` started on a daemon thread at once; :meth:`join` for its result."""
 
     def __init__(self, work: Callable[[ProgressCallback], T]) -> None:
         self._stop = threading.Event()
@@ -36,14 +34,7 @@ class Alongside(Generic[T]):
         self._result: list[T] = []
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, args=(work,), name="composite-alongside", daemon=True)
-
-    @property
-    def started(self) -> bool:
-        return self._thread.ident is not None
-
-    def start(self) -> None:
-        if not self.started:
-            self._thread.start()
+        self._thread.start()
 
     def _run(self, work: Callable[[ProgressCallback], T]) -> None:
         try:
@@ -56,23 +47,18 @@ class Alongside(Generic[T]):
             raise _Stopped
         self._latest = (stage, done, total)
 
-    def checked(self, progress: ProgressCallback, *, start_at: float = 0.0) -> ProgressCallback:
-        """``progress`` for the calling thread's own work: starts the work once ``done`` reaches
-        ``start_at`` of ``total``, and raises the work's error once it has one."""
+    def checked(self, progress: ProgressCallback) -> ProgressCallback:
+        """``progress`` for the calling thread's own work: raises the work's error once it has one."""
 
         def report(stage: str, done: int, total: int) -> None:
             if self._error is not None:
                 raise self._error
-            if done >= start_at * total:
-                self.start()
             progress(stage, done, total)
 
         return report
 
     def join(self, progress: ProgressCallback) -> T:
-        """Wait for the work (started now if it was not), forwarding its latest progress; its
-        result, or its error raised here."""
-        self.start()
+        """Wait for the work, forwarding its latest progress; its result, or its error raised here."""
         while True:
             self._thread.join(_POLL_S)
             if self._latest is not None and self._error is None:
@@ -86,5 +72,4 @@ class Alongside(Generic[T]):
     def stop(self) -> None:
         """Make the work stop at its next progress report, and wait until it has."""
         self._stop.set()
-        if self.started:
-            self._thread.join()
+        self._thread.join()

@@ -36,9 +36,6 @@ APERIO_HEADER = "Aperio Image Library v12.0.15"  # readers key on "Aperio Image"
 SOFTWARE = f"composite {__version__}"
 SOFTWARE_TAG = (305, ASCII, SOFTWARE)
 _OWN_FIELDS = {"AppMag", "MPP"}
-# The lower levels' work per pixel against level 0's, generously (their tiles hold more detail a
-# pixel; then the thumbnail, label and macro): sets when they start alongside level 0.
-REST_WEIGHT = 1.5
 
 
 def aperio_fields(slide: Slide) -> str:
@@ -114,12 +111,10 @@ def _write(plan: ConversionPlan, path: Path, layout: Layout, progress: ProgressC
             levels = [_level(out, level, report, head, fields) for level in plan.levels[1:]]
             return levels, _companions(plan, out, fields)
 
-        # During level 0's last stretch unless one thread was asked for (--workers 1): alongside.py
+        # Alongside level 0 unless one thread was asked for (--workers 1): see alongside.py
         alongside = Alongside(rest) if plan.options.workers != 1 else None
-        start_at = 1 - min(1.0, REST_WEIGHT * _pixels(plan.levels[1:]) / _pixels(plan.levels[:1]))
         try:
-            report0 = alongside.checked(progress, start_at=start_at) if alongside else progress
-            first = _level(out, plan.levels[0], report0, head, fields)
+            first = _level(out, plan.levels[0], alongside.checked(progress) if alongside else progress, head, fields)
             lower, companions = alongside.join(progress) if alongside else rest(progress)
         except BaseException:
             if alongside is not None:
@@ -131,10 +126,6 @@ def _write(plan: ConversionPlan, path: Path, layout: Layout, progress: ProgressC
         out.finish()
     reports = [first[0], *(report for report, _ in lower)]
     return ConversionReport(destination=path, format="svs", levels=reports, associated=[n for n, _ in companions])
-
-
-def _pixels(levels: list[LevelPlan]) -> int:
-    return sum(level.grid.width * level.grid.height for level in levels)
 
 
 def _level(
