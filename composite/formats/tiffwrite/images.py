@@ -35,7 +35,7 @@ def write_tiles(
     """Stream ``level``'s tiles into ``out``: its report, its chunks (codec and quality, for the
     description) and the IFD's tags."""
     grid = level.grid
-    arrived: list[int] = []  # row-major index of each tile come but not yet written
+    arrived: list[int] = []  # row-major index of each tile, in the order written
 
     def track(tiles: Iterator[EncodedTile]) -> Iterator[EncodedTile]:
         for tile in tiles:
@@ -51,9 +51,9 @@ def write_tiles(
         batch.append(data)
         size += len(data)
         if size >= BATCH_BYTES:
-            written = _flush(out, batch, arrived, offsets, counts, written)
+            written = _flush(out, batch, arrived[written : written + len(batch)], offsets, counts, written)
             batch, size = [], 0
-    written = _flush(out, batch, arrived, offsets, counts, written)
+    written = _flush(out, batch, arrived[written:], offsets, counts, written)
     if written != grid.tile_count or np.count_nonzero(counts) != grid.tile_count:
         raise ValueError(f"level {level.index}: {written} tiles written for {grid.tile_count} places")
     kwargs = chunks.kwargs
@@ -77,10 +77,8 @@ def _flush(
     counts: NDArray[np.uint64],
     written: int,
 ) -> int:
-    """Write ``batch``, the first tiles of ``indices`` (dropped from it), into their slots."""
     if batch:
-        places = np.array(indices[: len(batch)], np.intp)
-        del indices[: len(batch)]
+        places = np.array(indices, np.intp)
         offsets[places] = out.append(batch)
         counts[places] = [len(data) for data in batch]
     return written + len(batch)
