@@ -25,12 +25,11 @@ from ... import __version__
 from ...aperio import parse_fields
 from ...model import Slide
 from ...output import ConversionReport, LevelReport
-from ...plan import ConversionPlan, LevelPlan, PlanRules
+from ...plan import ConversionPlan, PlanRules
 from ...progress import ProgressCallback
-from .alongside import Alongside
 from .common import Layout, build_lower_levels, thumbnail, write_with_bigtiff_retry
 from .images import DESCRIPTION, NEW_SUBFILE_TYPE, write_strips, write_tiles
-from .stream import ASCII, LONG, Tag, TiffStream
+from .stream import ASCII, LONG, TiffStream
 
 APERIO_HEADER = "Aperio Image Library v12.0.15"  # readers key on "Aperio Image"; the version is nominal
 SOFTWARE = f"composite {__version__}"
@@ -93,72 +92,40 @@ class SvsWriter:
 WRITER = SvsWriter()
 
 
-Image = list[Tag]  # an IFD's tags, description and all
-
-
 def _write(plan: ConversionPlan, path: Path, layout: Layout, progress: ProgressCallback) -> ConversionReport:
     slide = plan.slide
     width, height = slide.dimensions
     tile_w, tile_h = plan.tile
     head = f"{APERIO_HEADER}\r\n{width}x{height} [0,0 {width}x{height}] ({tile_w}x{tile_h})"
     fields = aperio_fields(slide)
+    reports: list[LevelReport] = []
+    associated: list[str] = []
     with open(path, "wb") as fh:
         out = TiffStream(fh, bigtiff=layout.bigtiff)
-
-        def rest(report: ProgressCallback) -> tuple[list[tuple[LevelReport, Image]], list[tuple[str, Image]]]:
-            """The lower levels, then the thumbnail, label and macro."""
-            build_lower_levels(plan, report)
-            levels = [_level(out, level, report, head, fields) for level in plan.levels[1:]]
-            return levels, _companions(plan, out, fields)
-
-        # Alongside level 0 unless one thread was asked for (--workers 1): see alongside.py
-        alongside = Alongside(rest) if plan.options.workers != 1 else None
-        try:
-            first = _level(out, plan.levels[0], alongside.checked(progress) if alongside else progress, head, fields)
-            lower, companions = alongside.join(progress) if alongside else rest(progress)
-        except BaseException:
-            if alongside is not None:
-                alongside.stop()
-            raise
-        images = [first[1], companions[0][1], *(image for _, image in lower), *(image for _, image in companions[1:])]
-        for image in images:
-            out.add_image(image)
+        for level in plan.levels:
+            report, chunks, tags = write_tiles(out, level, progress=progress)
+            quality = f" Q={chunks.quality}" if chunks.quality else ""
+            if level.index == 0:
+                description = f"{head} {chunks.codec}{quality}{fields}"
+            else:
+                description = f"{head} -> {level.grid.width}x{level.grid.height} {chunks.codec}{quality}"
+            out.add_image([*tags, (NEW_SUBFILE_TYPE, LONG, [0]), (DESCRIPTION, ASCII, description), SOFTWARE_TAG])
+            reports.append(report)
+            if level.index == 0:
+                build_lower_levels(plan, progress)
+                thumb = thumbnail(plan)
+                tags = write_strips(out, thumb, compression="jpeg", rows=16)
+                text = f"{APERIO_HEADER}\r\n{width}x{height} -> {thumb.shape[1]}x{thumb.shape[0]} - {fields}"
+                out.add_image([*tags, (NEW_SUBFILE_TYPE, LONG, [0]), (DESCRIPTION, ASCII, text), SOFTWARE_TAG])
+                associated.append("thumbnail")
+        for name, subfiletype, compression in (("label", 1, "lzw"), ("macro", 9, "jpeg")):
+            image = plan.associated.get(name)
+            if image is None:
+                continue
+            pixels = image.read()
+            tags = write_strips(out, pixels, compression=compression)
+            text = f"{APERIO_HEADER}\n{name} {pixels.shape[1]}x{pixels.shape[0]}"
+            out.add_image([*tags, (NEW_SUBFILE_TYPE, LONG, [subfiletype]), (DESCRIPTION, ASCII, text), SOFTWARE_TAG])
+            associated.append(name)
         out.finish()
-    reports = [first[0], *(report for report, _ in lower)]
-    return ConversionReport(destination=path, format="svs", levels=reports, associated=[n for n, _ in companions])
-
-
-def _level(
-    out: TiffStream, level: LevelPlan, progress: ProgressCallback, head: str, fields: str
-) -> tuple[LevelReport, Image]:
-    report, chunks, tags = write_tiles(out, level, progress=progress)
-    quality = f" Q={chunks.quality}" if chunks.quality else ""
-    if level.index == 0:
-        description = f"{head} {chunks.codec}{quality}{fields}"
-    else:
-        description = f"{head} -> {level.grid.width}x{level.grid.height} {chunks.codec}{quality}"
-    return report, _image(tags, 0, description)
-
-
-def _image(tags: list[Tag], subfiletype: int, description: str) -> Image:
-    return [*tags, (NEW_SUBFILE_TYPE, LONG, [subfiletype]), (DESCRIPTION, ASCII, description), SOFTWARE_TAG]
-
-
-def _companions(plan: ConversionPlan, out: TiffStream, fields: str) -> list[tuple[str, Image]]:
-    """The thumbnail (from the smallest level), then the label and macro the source has."""
-    width, height = plan.slide.dimensions
-    thumb = thumbnail(plan)
-    text = f"{APERIO_HEADER}\r\n{width}x{height} -> {thumb.shape[1]}x{thumb.shape[0]} - {fields}"
-    tags = write_strips(out, thumb, compression="jpeg", rows=16)
-    images = [("thumbnail", _image(tags, 0, text))]
-    for name, subfiletype, compression in (("label", 1, "lzw"), ("macro", 9, "jpeg")):
-        image = plan.associated.get(name)
-        if image is None:
-            continue
-        pixels = image.read()
-        tags = write_strips(out, pixels, compression=compression)
-        text = f"{APERIO_HEADER}\n{name} {pixels.shape[1]}x{pixels.shape[0]}"
-        images.append(
-            (name, [*tags, (NEW_SUBFILE_TYPE, LONG, [subfiletype]), (DESCRIPTION, ASCII, text), SOFTWARE_TAG])
-        )
-    return images
+    return ConversionReport(destination=path, format="svs", levels=reports, associated=associated)
