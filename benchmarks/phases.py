@@ -95,9 +95,6 @@ def instrument() -> None:
     cws_write._write_block = timed("block writes", cws_write._write_block)  # type: ignore[attr-defined]
     tifffile = importlib.import_module("tifffile")
     tifffile.TiffWriter.write = timed("TIFF writes", tifffile.TiffWriter.write)  # type: ignore[method-assign]
-    svs = importlib.import_module("composite.formats.tiffwrite.svs")  # SVS: our own TIFF writing (stream.py)
-    for name in ("write_tiles", "write_strips"):
-        setattr(svs, name, timed("TIFF writes", getattr(svs, name)))
     waiting = timed("waiting (calling thread)", Future.result)
     stalled = timed("waiting (a worker on a decode)", Future.result)
 

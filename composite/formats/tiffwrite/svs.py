@@ -4,13 +4,10 @@ One IFD chain, no SubIFDs: level 0 (tiled, NewSubfileType 0, the Aperio descript
 MPP and the source's other Aperio fields), the thumbnail (stripped, JPEG, smaller than the
 smallest level), the lower levels (tiled, same tile size and codec, NewSubfileType 0 - the
 reduced-resolution bit would make tifffile lose them), the label (stripped LZW, NewSubfileType
-1) and the macro (stripped JPEG, NewSubfileType 9), each only when the source has one. One
-ImageDescription per IFD (a second one would hide the Aperio one from OpenSlide). JPEG 2000 is
-written as Aperio code 33005 (RGB J2K codestreams), never 34712, which OpenSlide rejects.
-
-The file is written by our own small TIFF writer (:mod:`.stream`, :mod:`.images`): tiles go to
-the file in batches as the pipeline gives them, each to its row-major slot, and the IFDs come
-last; tifffile, OpenSlide and Bio-Formats read what it writes in the tests.
+1) and the macro (stripped JPEG, NewSubfileType 9), each only when the source has one.
+``metadata=None`` on every write, or tifffile adds a second ImageDescription that hides the
+Aperio one from OpenSlide. JPEG 2000 is written as Aperio code 33005 (RGB J2K codestreams),
+never 34712, which OpenSlide rejects.
 
 Not supported: focal planes (only the nominal plane is written), YCbCr J2K (33003), LZW with a
 predictor.
@@ -21,19 +18,19 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import tifffile
+
 from ... import __version__
 from ...aperio import parse_fields
 from ...model import Slide
-from ...output import ConversionReport, LevelReport
+from ...output import ASSOCIATED_QUALITY, ConversionReport, LevelReport
 from ...plan import ConversionPlan, PlanRules
 from ...progress import ProgressCallback
-from .common import Layout, build_lower_levels, thumbnail, write_with_bigtiff_retry
-from .images import DESCRIPTION, NEW_SUBFILE_TYPE, write_strips, write_tiles
-from .stream import ASCII, LONG, TiffStream
+from .common import Layout, LevelChunks, build_lower_levels, thumbnail, write_level, write_with_bigtiff_retry
+from .tileorder import place_tiles
 
 APERIO_HEADER = "Aperio Image Library v12.0.15"  # readers key on "Aperio Image"; the version is nominal
 SOFTWARE = f"composite {__version__}"
-SOFTWARE_TAG = (305, ASCII, SOFTWARE)
 _OWN_FIELDS = {"AppMag", "MPP"}
 
 
@@ -98,34 +95,55 @@ def _write(plan: ConversionPlan, path: Path, layout: Layout, progress: ProgressC
     tile_w, tile_h = plan.tile
     head = f"{APERIO_HEADER}\r\n{width}x{height} [0,0 {width}x{height}] ({tile_w}x{tile_h})"
     fields = aperio_fields(slide)
+
+    def quality(chunks: LevelChunks) -> str:
+        return f" Q={chunks.quality}" if chunks.quality else ""
+
     reports: list[LevelReport] = []
     associated: list[str] = []
-    with open(path, "wb") as fh:
-        out = TiffStream(fh, bigtiff=layout.bigtiff)
+    with tifffile.TiffWriter(path, bigtiff=layout.bigtiff) as tiff:
         for level in plan.levels:
-            report, chunks, tags = write_tiles(out, level, progress=progress)
-            quality = f" Q={chunks.quality}" if chunks.quality else ""
-            if level.index == 0:
-                description = f"{head} {chunks.codec}{quality}{fields}"
-            else:
-                description = f"{head} -> {level.grid.width}x{level.grid.height} {chunks.codec}{quality}"
-            out.add_image([*tags, (NEW_SUBFILE_TYPE, LONG, [0]), (DESCRIPTION, ASCII, description), SOFTWARE_TAG])
-            reports.append(report)
+
+            def describe(
+                chunks: LevelChunks, index: int = level.index, size: str = f"{level.grid.width}x{level.grid.height}"
+            ) -> str:
+                if index == 0:
+                    return f"{head} {chunks.codec}{quality(chunks)}{fields}"
+                return f"{head} -> {size} {chunks.codec}{quality(chunks)}"
+
+            reports.append(
+                write_level(tiff, level, layout, progress=progress, describe=describe, subfiletype=0, software=SOFTWARE)
+            )
             if level.index == 0:
                 build_lower_levels(plan, progress)
                 thumb = thumbnail(plan)
-                tags = write_strips(out, thumb, compression="jpeg", rows=16)
-                text = f"{APERIO_HEADER}\r\n{width}x{height} -> {thumb.shape[1]}x{thumb.shape[0]} - {fields}"
-                out.add_image([*tags, (NEW_SUBFILE_TYPE, LONG, [0]), (DESCRIPTION, ASCII, text), SOFTWARE_TAG])
+                tiff.write(
+                    thumb,
+                    description=f"{APERIO_HEADER}\r\n{width}x{height} -> {thumb.shape[1]}x{thumb.shape[0]} - {fields}",
+                    metadata=None,
+                    photometric="rgb",
+                    compression="jpeg",
+                    compressionargs={"level": ASSOCIATED_QUALITY},
+                    rowsperstrip=16,
+                    subfiletype=0,
+                    software=SOFTWARE,
+                )
                 associated.append("thumbnail")
         for name, subfiletype, compression in (("label", 1, "lzw"), ("macro", 9, "jpeg")):
             image = plan.associated.get(name)
             if image is None:
                 continue
             pixels = image.read()
-            tags = write_strips(out, pixels, compression=compression)
-            text = f"{APERIO_HEADER}\n{name} {pixels.shape[1]}x{pixels.shape[0]}"
-            out.add_image([*tags, (NEW_SUBFILE_TYPE, LONG, [subfiletype]), (DESCRIPTION, ASCII, text), SOFTWARE_TAG])
+            tiff.write(
+                pixels,
+                description=f"{APERIO_HEADER}\n{name} {pixels.shape[1]}x{pixels.shape[0]}",
+                metadata=None,
+                photometric="rgb",
+                compression=compression,
+                compressionargs={"level": ASSOCIATED_QUALITY} if compression == "jpeg" else None,
+                subfiletype=subfiletype,
+                software=SOFTWARE,
+            )
             associated.append(name)
-        out.finish()
+    place_tiles(path, layout.arrivals)  # re-encoded levels were written in column stripes
     return ConversionReport(destination=path, format="svs", levels=reports, associated=associated)
