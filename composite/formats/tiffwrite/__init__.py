@@ -1,9 +1,8 @@
 """Writers of single-file TIFF slides: Aperio SVS (:data:`SVS`) and pyramidal/OME-TIFF (:data:`TIFF`).
 
-Both lay out a :class:`composite.plan.ConversionPlan`: each planned level's encoded tiles are
-written as they arrive (byte-copied where source and target tiles coincide), to a temporary
-name renamed when complete; the SVS writer with its own small TIFF writer (:mod:`.stream`), the
-generic one through tifffile. Their options are ``WriteOptions.tiff``
+Both lay out a :class:`composite.plan.ConversionPlan`: tifffile writes each planned level's
+encoded tiles as they arrive (byte-copied where source and target tiles coincide), to a temporary
+name renamed when complete. Their options are ``WriteOptions.tiff``
 (:class:`~composite.output.TiffOptions`: ``bigtiff``, ``bigtiff_threshold``, ``ome``), besides
 the planning fields ``ycbcr``, ``pyramid_factor`` and ``min_level_size``. Each writer's module
 is imported when it is first asked for, so an SVS conversion does not load the generic writer.
