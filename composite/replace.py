@@ -107,8 +107,9 @@ def remove(path: Path) -> None:
     """Delete a file or a directory tree; a tree still being filled by a thread is retried.
 
     A signal unwinds the main thread while the writer's threads may still add blocks for a
-    moment, so the removal is retried for up to about two seconds, not only back to back."""
-    for attempt in range(40):
+    moment (longer on a loaded machine), so the removal is retried for up to about ten seconds,
+    not only back to back."""
+    for attempt in range(200):
         try:
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path)

@@ -250,10 +250,13 @@ def companions_alongside(slide: Slide, directory: Path, *, levels: list[Level], 
             failed.append(err)
 
     thread = threading.Thread(target=run, name="composite-companions", daemon=True)
-    thread.start()
     try:
+        # Started inside the try: a signal raised while start() waits for the thread to run
+        # must still join it before the caller deletes the directory it writes into.
+        thread.start()
         yield done
     finally:
-        thread.join()  # also when the block failed: nothing may still write into the directory
+        if thread.ident is not None:
+            thread.join()  # also when the block failed: nothing may still write into the directory
     if failed:
         raise failed[0]
