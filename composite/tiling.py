@@ -339,11 +339,9 @@ def _reencoded(
     fill: Fill,
 ) -> Iterator[EncodedTile]:
     encoding = output_encoding(compression, quality=quality, rgb=rgb)
-    rgb = encoding.rgb
 
     def encode(pixels: RGBArray, col: int, row: int) -> EncodedTile:
-        if compression == "jpeg":  # the pipeline's tiles are contiguous: encode_tile's work, less its checks
-            return EncodedTile(col, row, codecs.encode_jpeg(pixels, quality=quality, rgb=rgb), encoding)
-        return EncodedTile(col, row, encode_tile(pixels, compression=compression, quality=quality, rgb=rgb), encoding)
+        data = encode_tile(pixels, compression=compression, quality=quality, rgb=encoding.rgb)
+        return EncodedTile(col, row, data, encoding)
 
     return reencoded(source, target, stripe_columns, encode=encode, pool=pool, workers=workers, fill=fill)

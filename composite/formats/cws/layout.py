@@ -51,13 +51,8 @@ def level_ini_name(index: int, count: int) -> str:
     return "ScanSlide.ini" if index == count - 1 else f"ScanLevel{index}.ini"
 
 
-def block_stem(index: int) -> str:
-    """The name of level ``index``'s blocks before their number."""
-    return "Da" if index == 0 else f"L{index}Da"
-
-
 def block_name(index: int, number: int) -> str:
-    return f"{block_stem(index)}{number}"
+    return f"Da{number}" if index == 0 else f"L{index}Da{number}"
 
 
 def block_bytes(tile: EncodedTile) -> bytes:

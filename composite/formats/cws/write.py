@@ -33,7 +33,7 @@ from ...plan import ConversionPlan, LevelPlan, PlanRules
 from ...progress import ProgressCallback
 from ...tiling import EncodedTile
 from .companions import companions_alongside
-from .layout import WHOLE_SLIDE, CwsLayout, block_bytes, block_stem
+from .layout import WHOLE_SLIDE, CwsLayout, block_bytes
 
 if TYPE_CHECKING:  # the glass test is loaded only by --skip-glass
     from ...glass import GlassMap
@@ -126,12 +126,11 @@ def _write_level(
     number of blocks copied."""
     index = level.index
     copied = 0
-    # Per block only its number is formatted (tens of thousands of blocks, on the calling thread).
-    stem, cols = os.path.join(str(directory), block_stem(index)), level.grid.cols
+    folder = str(directory)
     glassy = None if glass is None else (glass, index)
     for tile in level.tiles(progress=progress):
-        if layout.keep is None or layout.keep(index, tile.col, tile.row):
-            blocks.write(f"{stem}{tile.row * cols + tile.col}.jpg", tile, glassy)
+        if layout.kept(index, tile.col, tile.row):
+            blocks.write(os.path.join(folder, layout.block_file(index, tile.col, tile.row)), tile, glassy)
             copied += tile.copied
 
     # The INI lists blocks row-major while they arrive in any order (re-encoded levels come in
