@@ -258,6 +258,25 @@ def _summary(runs: list[Measurement]) -> dict[str, float]:
     }
 
 
+def _paired(results: dict[str, dict[str, object]], job: str, other: str) -> list[float]:
+    """``other``'s wall time over ``job``'s, round by round (a round runs every job once, within
+    minutes): the speed of this VM's host drifts by 10-25 % over a benchmark, and a ratio taken
+    inside a round is not moved by it, where the ratio of the two medians would be."""
+    mine, theirs = results[job].get("runs"), results.get(other, {}).get("runs")
+    if not isinstance(mine, list) or not isinstance(theirs, list):
+        return []
+    return [t["wall_s"] / m["wall_s"] for m, t in zip(mine, theirs, strict=False)]
+
+
+def _spread(values: list[float], unit: str) -> str:
+    """The rounds' range after a median, when there was more than one round."""
+    if len(values) < 2:
+        return ""
+    if unit == "%":
+        return f" [{min(values):.0f}-{max(values):.0f}%]"
+    return f" [{min(values):.2f}-{max(values):.2f}]"
+
+
 def _table(jobs: list[Job], results: dict[str, dict[str, object]], megapixels: float) -> str:
     columns = ("wall s", 8), ("MP/s", 7), ("CPU use", 7), ("RSS MB", 7), ("load", 5)
     head = f"{'job':<4} {'what':<44} " + " ".join(f"{c:>{w}}" for c, w in columns) + "  vs peer (speed, RSS)"
@@ -271,12 +290,13 @@ def _table(jobs: list[Job], results: dict[str, dict[str, object]], megapixels: f
         versus = []
         for peer in job.peers:
             other = results.get(peer, {}).get("summary")
-            if isinstance(other, dict):
-                speed = other["wall_s"] / s["wall_s"]
-                versus.append(f"{speed:.2f}x speed, {s['peak_rss_mb'] / other['peak_rss_mb']:.2f}x RSS of {peer}")
-        ceiling = results.get(job.ceiling or "", {}).get("summary")
-        if isinstance(ceiling, dict):
-            versus.append(f"{100 * ceiling['wall_s'] / s['wall_s']:.0f}% of ceiling {job.ceiling}")
+            speeds = _paired(results, job.id, peer)
+            if isinstance(other, dict) and speeds:
+                rss = s["peak_rss_mb"] / other["peak_rss_mb"]
+                versus.append(f"{statistics.median(speeds):.2f}x speed{_spread(speeds, 'x')}, {rss:.2f}x RSS of {peer}")
+        shares = [100 * ratio for ratio in _paired(results, job.id, job.ceiling or "")]
+        if shares:
+            versus.append(f"{statistics.median(shares):.0f}%{_spread(shares, '%')} of ceiling {job.ceiling}")
         lines.append(
             f"{job.id:<4} {job.name:<44} {s['wall_s']:8.2f} {megapixels / s['wall_s']:7.1f} "
             f"{s['cpu_use']:7.2f} {s['peak_rss_mb']:7.0f} {s['load1']:5.1f}  {'; '.join(versus)}"
@@ -350,9 +370,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep_outputs:
             shutil.rmtree(outputs, ignore_errors=True)
-        for job in jobs:
-            if job.id in errors:
-                continue
     results: dict[str, dict[str, object]] = {}
     for job in jobs:
         entry: dict[str, object] = {"name": job.name, "peers": list(job.peers)}
@@ -364,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         results[job.id] = entry
     print()
     print(f"{width} x {height} px SVS ({megapixels:.0f} MP at level 0), {args.repeat} run(s) each:")
-    print("median wall, CPU use and load (1-min load average at the start), largest RSS")
+    print("median wall, CPU use and load (1-min load average at the start), largest RSS; speeds against")
+    print("a peer or a ceiling are the median of each round's ratio [the rounds' range]")
     print(", ".join(f"{k} {v}" for k, v in versions.items()))
     print(_table(jobs, results, megapixels))
     for key, note in sorted(ctx.notes.items()):
