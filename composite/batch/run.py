@@ -172,7 +172,8 @@ def convert_many(
             # sources' signatures (I/O and hashing, which leave the interpreter lock free).
             with starting(scheduler=scheduler, processes=processes, tasks=len(todo), dashboard=dashboard) as up:
                 ledger.remove_partials(Path(result.output) for _, result, _ in todo)
-                tasks = [_task(result, entry, to, options, allow_outside) for _, result, entry in todo]
+                shared = {**asdict(options), "extra": dict(options.extra)}  # the same for every slide
+                tasks = [_task(result, entry, to, options, shared, allow_outside) for _, result, entry in todo]
                 ledger.append(dst, ({"status": "started", "source": r.source, "output": r.output} for _, r, _ in todo))
                 signatures: dict[int, ledger.Signature] = {}
                 for index, (_, result, _) in enumerate(todo):
@@ -258,9 +259,15 @@ def _reason(entry: dict[str, Any] | None, source: Path, output: Path, key: Mappi
 
 
 def _task(
-    result: SlideResult, entry: dict[str, Any] | None, to: str, options: WriteOptions, allow_outside: bool
+    result: SlideResult,
+    entry: dict[str, Any] | None,
+    to: str,
+    options: WriteOptions,
+    shared: dict[str, Any],
+    allow_outside: bool,
 ) -> dict[str, Any]:
-    """What a worker gets for one slide (:func:`composite.batch.worker.convert_one`)."""
+    """What a worker gets for one slide (:func:`composite.batch.worker.convert_one`); ``shared``
+    is ``options`` as a dict, made once for the batch."""
     # Ours to replace: an output the ledger knows, or one absent now (if it exists when the task
     # runs, an earlier attempt of this batch wrote it: dask reruns a finished task whose result
     # was held by a worker that died).
@@ -270,7 +277,7 @@ def _task(
         "source": result.source,
         "output": result.output,
         "to": to,
-        "options": {**asdict(options), "overwrite": overwrite, "extra": dict(options.extra)},
+        "options": {**shared, "overwrite": overwrite},
         "allow_outside": allow_outside,
         "size": _size_hint(Path(result.source)),
     }
