@@ -5,8 +5,10 @@
 every job below as a child process and prints one table: wall time, level-0 megapixels per
 second, CPU use (CPU time / wall time), peak RSS, and each job's speed and memory against the
 peer doing the same work; each re-encode job also gets its speed as a share of the codec ceiling
-(ceiling.py: its level-0 tiles decoded and encoded at its settings, nothing else). Results are
-also written as JSON to benchmarks/results/. See benchmarks/README.md.
+(ceiling.py: its level-0 tiles decoded and encoded at its settings, nothing else) and of its work
+ceiling (ceiling.py --work: every level's tiles read, decoded, encoded and written as the job's
+output is, a file each or one file, with no retiling or pipeline). Results are also written as
+JSON to benchmarks/results/. See benchmarks/README.md.
 
 Every run writes into a new folder of its own, and outputs are deleted only at the end: on this
 VM's ext4 (no journal) the kernel scans past inodes freed in the last 5-300 s for every file it
@@ -81,6 +83,7 @@ class Job:
     command: Command
     peers: tuple[str, ...] = ()
     ceiling: str | None = None  # the codec ceiling job of a re-encode job
+    work: str | None = None  # its work ceiling: every level read, re-encoded and written, no pipeline
 
 
 def _ceiling(*options: str, cws: bool = False) -> Command:
@@ -88,8 +91,22 @@ def _ceiling(*options: str, cws: bool = False) -> Command:
 
     def command(ctx: Context, out: Path) -> list[str]:
         src = inputs.our_block_cws(ctx.svs, refresh=ctx.refresh) if cws else ctx.svs
-        result = out.with_suffix(".ceiling.json")
-        return [sys.executable, str(HERE / "ceiling.py"), str(src), str(result), "--quality", "80", *options]
+        return _ceiling_argv(src, out, *options)
+
+    return command
+
+
+def _ceiling_argv(src: Path, out: Path, *options: str) -> list[str]:
+    result = out.with_suffix(".ceiling.json")  # run_job reads the codec section's time from it
+    return [sys.executable, str(HERE / "ceiling.py"), str(src), str(result), "--quality", "80", *options]
+
+
+def _work_ceiling(*options: str, files: bool) -> Command:
+    """ceiling.py --work on the SVS: a file per tile (a CWS's work) or one file (an SVS's)."""
+
+    def command(ctx: Context, out: Path) -> list[str]:
+        sink = ["--files", str(out)] if files else ["--file", str(out.with_suffix(".svs"))]
+        return _ceiling_argv(ctx.svs, out, "--work", *sink, *options)
 
     return command
 
@@ -144,6 +161,7 @@ JOBS = (
         lambda c, o: c.ours("cws", c.svs, o, "--tile-size", "256", "--quality", "80"),
         ("3",),
         "c",
+        "cf",
     ),
     # 2y and 6y write what libvips writes (YCbCr 4:2:0 JPEG); 2 and 6 write Aperio's RGB JPEG,
     # which has twice the samples to encode: the like-for-like comparison is 2y/6y.
@@ -153,6 +171,7 @@ JOBS = (
         lambda c, o: c.ours("cws", c.svs, o, "--tile-size", "256", "--quality", "80", "--ycbcr"),
         ("3",),
         "cy",
+        "cfy",
     ),
     Job("3", "libvips (pip) dzsave 256 Q80, tiffload", lambda c, o: c.pip_vips("dzsave", c.svs, o)),
     Job("3b", "libvips (Debian CLI) vips dzsave 256 Q80", _system_dzsave),
@@ -182,6 +201,7 @@ JOBS = (
         lambda c, o: c.ours("svs", c.svs, o.with_suffix(".svs"), "--tile-size", "256", "--quality", "80"),
         ("5",),
         "c",
+        "cs",
     ),
     Job(
         "6y",
@@ -189,6 +209,7 @@ JOBS = (
         lambda c, o: c.ours("svs", c.svs, o.with_suffix(".svs"), "--tile-size", "256", "--quality", "80", "--ycbcr"),
         ("5",),
         "cy",
+        "csy",
     ),
     Job("7", "libvips (pip) arrayjoin 752x480 + tiffsave", _arrayjoin),
     Job("8", "plain copy of tile bytes, 1 file each", _plain_copy),
@@ -203,6 +224,11 @@ JOBS = (
     Job("cy", "codec ceiling: SVS tiles -> YCbCr JPEG Q80", _ceiling("--ycbcr")),
     Job("c4", "codec ceiling: CWS blocks -> RGB JPEG Q80", _ceiling(cws=True)),
     Job("c4y", "codec ceiling: CWS blocks -> YCbCr JPEG Q80", _ceiling("--ycbcr", cws=True)),
+    # Work ceilings (with jobs 2, 2y, 6, 6y): every level's tiles read, re-encoded, written; no pipeline
+    Job("cf", "work ceiling: all levels, RGB, file a tile", _work_ceiling(files=True)),
+    Job("cfy", "work ceiling: all levels, YCbCr, file a tile", _work_ceiling("--ycbcr", files=True)),
+    Job("cs", "work ceiling: all levels, RGB, one file", _work_ceiling(files=False)),
+    Job("csy", "work ceiling: all levels, YCbCr, one file", _work_ceiling("--ycbcr", files=False)),
 )
 
 
@@ -216,7 +242,7 @@ def _select(spec: str | None, *, exact: bool = False) -> list[Job]:
     unknown = wanted - {j.id for j in JOBS} - {j.id.rstrip("byw") for j in JOBS}
     if unknown:
         raise ValueError(f"unknown job(s) {', '.join(sorted(unknown))} (known: {', '.join(j.id for j in JOBS)})")
-    ceilings = {j.ceiling for j in chosen if j.ceiling}  # a re-encode job brings its codec ceiling
+    ceilings = {c for j in chosen for c in (j.ceiling, j.work) if c}  # a re-encode job brings its ceilings
     return [j for j in JOBS if j in chosen or j.id in ceilings]
 
 
@@ -294,9 +320,10 @@ def _table(jobs: list[Job], results: dict[str, dict[str, object]], megapixels: f
             if isinstance(other, dict) and speeds:
                 rss = s["peak_rss_mb"] / other["peak_rss_mb"]
                 versus.append(f"{statistics.median(speeds):.2f}x speed{_spread(speeds, 'x')}, {rss:.2f}x RSS of {peer}")
-        shares = [100 * ratio for ratio in _paired(results, job.id, job.ceiling or "")]
-        if shares:
-            versus.append(f"{statistics.median(shares):.0f}%{_spread(shares, '%')} of ceiling {job.ceiling}")
+        for kind, ceiling in (("ceiling", job.ceiling), ("work ceiling", job.work)):
+            shares = [100 * ratio for ratio in _paired(results, job.id, ceiling or "")]
+            if shares:
+                versus.append(f"{statistics.median(shares):.0f}%{_spread(shares, '%')} of {kind} {ceiling}")
         lines.append(
             f"{job.id:<4} {job.name:<44} {s['wall_s']:8.2f} {megapixels / s['wall_s']:7.1f} "
             f"{s['cpu_use']:7.2f} {s['peak_rss_mb']:7.0f} {s['load1']:5.1f}  {'; '.join(versus)}"
