@@ -12,7 +12,9 @@ process with light instruments (a clock around a few functions, no profiler) and
 - **kinds**: per instrumented function, the calls and their summed wall and CPU seconds over
   all threads: decode (JPEG and J2K), encode (tile encoding), downsample (box filter), spool
   (pack/unpack of computed levels), block writes (CWS files), TIFF writes (tifffile), and
-  waiting: the calling thread blocked on a worker's result. Sums over threads can exceed the
+  waiting: the calling thread blocked on a worker's result, a tile worker blocked on a decode
+  (a stall of the pipeline), and other threads (companions, block writers) blocked on their own
+  tasks, which is no stall. Sums over threads can exceed the
   wall time (two cores); decode and encode inside the writer's thread count as theirs.
 - **idle**: per thread pool (by name: tiles, blocks, companions), the seconds its workers sat
   with nothing queued, summed over workers, while the pool existed: a tile worker idle while
@@ -97,10 +99,15 @@ def instrument() -> None:
     tifffile.TiffWriter.write = timed("TIFF writes", tifffile.TiffWriter.write)  # type: ignore[method-assign]
     waiting = timed("waiting (calling thread)", Future.result)
     stalled = timed("waiting (a worker on a decode)", Future.result)
+    others = timed("waiting (other threads)", Future.result)
 
     def result(self: Future[Any], timeout: float | None = None) -> Any:
         if not self.done():
-            return (waiting if threading.current_thread() is _MAIN else stalled)(self, timeout)
+            thread = threading.current_thread()
+            if thread is _MAIN:
+                return waiting(self, timeout)
+            # only a tile worker waiting is a stall of the pipeline (an encode on a decode)
+            return (stalled if thread.name.startswith("composite-tiles") else others)(self, timeout)
         return Future.result.__wrapped__(self, timeout)  # type: ignore[attr-defined]
 
     result.__wrapped__ = Future.result  # type: ignore[attr-defined]
