@@ -42,18 +42,42 @@ T = TypeVar("T")
 _BLOCK = re.compile(r"Da\d+\.jpg")
 
 
-def svs_tiles(src: Path) -> tuple[list[bytes], bytes | None, str | None]:
-    """The first page's tile bytes, its JPEGTables and the colour space to decode them in."""
+Page = tuple[list[tuple[int, int]], bytes | None, str | None]  # tile (offset, count)s, JPEGTables, colour space
+
+
+def jpeg_pages(src: Path) -> list[Page]:
+    """Every tiled page (the pyramid levels; an SVS's thumbnail, label and macro are strips): its
+    tiles' (offset, byte count), its JPEGTables and the colour space to decode them in."""
+    pages = []
     with tifffile.TiffFile(src) as tif:
-        page = tif.pages[0]
-        assert isinstance(page, tifffile.TiffPage) and page.is_tiled and page.compression == 7, "JPEG tiles expected"
-        rgb = page.photometric == tifffile.PHOTOMETRIC.RGB
-        with open(src, "rb") as f:
-            tiles = []
-            for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True):
-                f.seek(offset)
-                tiles.append(f.read(count))
-        return tiles, page.jpegtables, "RGB" if rgb else None
+        for page in tif.pages:
+            assert isinstance(page, tifffile.TiffPage)
+            if page.is_tiled:
+                assert page.compression == 7, "JPEG tiles expected"
+                colorspace = "RGB" if page.photometric == tifffile.PHOTOMETRIC.RGB else None
+                spans = list(zip(page.dataoffsets, page.databytecounts, strict=True))
+                pages.append((spans, page.jpegtables, colorspace))
+    return pages
+
+
+def svs_tiles(src: Path) -> tuple[list[bytes], bytes | None, str | None]:
+    """Level 0's tile bytes, its JPEGTables and the colour space to decode them in."""
+    spans, tables, colorspace = jpeg_pages(src)[0]
+    with open(src, "rb") as f:
+        tiles = []
+        for offset, count in spans:
+            f.seek(offset)
+            tiles.append(f.read(count))
+    return tiles, tables, colorspace
+
+
+def reencode(
+    data: bytes, tables: bytes | None, colorspace: str | None, options: dict[str, object]
+) -> tuple[bytes, int]:
+    """A tile decoded and encoded again at ``options``: the new JPEG and the tile's pixel count."""
+    outcolor = "RGB" if colorspace else None
+    image = imagecodecs.jpeg8_decode(data, tables=tables, colorspace=colorspace, outcolorspace=outcolor)
+    return imagecodecs.jpeg8_encode(image, **options), image.shape[0] * image.shape[1]
 
 
 def cws_tiles(src: Path) -> list[bytes]:
@@ -80,15 +104,14 @@ def main(argv: list[str]) -> int:
         tiles, tables, colorspace = cws_tiles(args.source), None, None  # complete JPEGs (Adobe marker)
     else:
         tiles, tables, colorspace = svs_tiles(args.source)
-    outcolor = "RGB" if colorspace else None
     options = encode_options(args.quality, ycbcr=args.ycbcr)
 
     def work(part: list[bytes]) -> tuple[int, int]:
         pixels = encoded = 0
         for data in part:
-            image = imagecodecs.jpeg8_decode(data, tables=tables, colorspace=colorspace, outcolorspace=outcolor)
-            encoded += len(imagecodecs.jpeg8_encode(image, **options))
-            pixels += image.shape[0] * image.shape[1]
+            jpeg, count = reencode(data, tables, colorspace, options)
+            encoded += len(jpeg)
+            pixels += count
         return pixels, encoded
 
     args.result.write_text(json.dumps(timed(work, tiles, workers=args.workers)))
@@ -119,24 +142,9 @@ def encode_options(quality: int, *, ycbcr: bool) -> dict[str, object]:
     return {"level": quality, "colorspace": "RGB", "outcolorspace": "RGB"}
 
 
-def pyramid_tiles(src: Path) -> list[tuple[int, int, bytes | None, str | None]]:
-    """(offset, byte count, JPEGTables, colour space) of every tile of every tiled JPEG page."""
-    items = []
-    with tifffile.TiffFile(src) as tif:
-        for page in tif.pages:
-            assert isinstance(page, tifffile.TiffPage)
-            if not page.is_tiled:
-                continue  # an SVS's thumbnail, label and macro are strips: not pyramid levels
-            assert page.compression == 7, "JPEG tiles expected"
-            colorspace = "RGB" if page.photometric == tifffile.PHOTOMETRIC.RGB else None
-            tables = page.jpegtables
-            items += [(o, c, tables, colorspace) for o, c in zip(page.dataoffsets, page.databytecounts, strict=True)]
-    return items
-
-
 def work_ceiling(args: argparse.Namespace) -> int:
     """``--work``: every level's tiles read, decoded, encoded and written, timed together."""
-    items = pyramid_tiles(args.source)
+    items = [(o, c, tables, colorspace) for spans, tables, colorspace in jpeg_pages(args.source) for o, c in spans]
     options = encode_options(args.quality, ycbcr=args.ycbcr)
     source = os.open(args.source, os.O_RDONLY)
     if args.files is not None:
@@ -147,10 +155,7 @@ def work_ceiling(args: argparse.Namespace) -> int:
     def work(part: list[tuple[int, int, bytes | None, str | None]]) -> tuple[int, int]:
         pixels = encoded = 0
         for offset, count, tables, colorspace in part:
-            data = os.pread(source, count, offset)
-            outcolor = "RGB" if colorspace else None
-            image = imagecodecs.jpeg8_decode(data, tables=tables, colorspace=colorspace, outcolorspace=outcolor)
-            jpeg = imagecodecs.jpeg8_encode(image, **options)
+            jpeg, tile_pixels = reencode(os.pread(source, count, offset), tables, colorspace, options)
             if out is not None:
                 os.write(out, jpeg)  # O_APPEND: each tile lands whole after the last
             elif args.files is not None:
@@ -158,7 +163,7 @@ def work_ceiling(args: argparse.Namespace) -> int:
                 os.write(fd, jpeg)
                 os.close(fd)
             encoded += len(jpeg)
-            pixels += image.shape[0] * image.shape[1]
+            pixels += tile_pixels
         return pixels, encoded
 
     record = timed(work, items, workers=args.workers)

@@ -173,7 +173,7 @@ def convert_many(
             with starting(scheduler=scheduler, processes=processes, tasks=len(todo), dashboard=dashboard) as up:
                 ledger.remove_partials(Path(result.output) for _, result, _ in todo)
                 shared = {**asdict(options), "extra": dict(options.extra)}  # the same for every slide
-                tasks = [_task(result, entry, to, options, shared, allow_outside) for _, result, entry in todo]
+                tasks = [_task(result, entry, to, shared, allow_outside) for _, result, entry in todo]
                 ledger.append(dst, ({"status": "started", "source": r.source, "output": r.output} for _, r, _ in todo))
                 signatures: dict[int, ledger.Signature] = {}
                 for index, (_, result, _) in enumerate(todo):
@@ -262,17 +262,16 @@ def _task(
     result: SlideResult,
     entry: dict[str, Any] | None,
     to: str,
-    options: WriteOptions,
     shared: dict[str, Any],
     allow_outside: bool,
 ) -> dict[str, Any]:
     """What a worker gets for one slide (:func:`composite.batch.worker.convert_one`); ``shared``
-    is ``options`` as a dict, made once for the batch."""
+    is the batch's WriteOptions as a dict, made once for the batch."""
     # Ours to replace: an output the ledger knows, or one absent now (if it exists when the task
     # runs, an earlier attempt of this batch wrote it: dask reruns a finished task whose result
     # was held by a worker that died).
     output = Path(result.output)
-    overwrite = options.overwrite or entry is not None or not (output.exists() or output.is_symlink())
+    overwrite = shared["overwrite"] or entry is not None or not (output.exists() or output.is_symlink())
     return {
         "source": result.source,
         "output": result.output,
